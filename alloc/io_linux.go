@@ -1,0 +1,170 @@
+package alloc
+
+import (
+	"io"
+
+	"golang.org/x/sys/unix"
+)
+
+// iovMax is IOV_MAX on Linux: the most buffers one pwritev(2) takes.
+const iovMax = 1024
+
+// preadFull reads len(p) bytes at off, retrying on EINTR and short reads.
+// Reading past the end of the file is io.ErrUnexpectedEOF.
+func preadFull(fd int, p []byte, off int64) error {
+	for len(p) > 0 {
+		n, err := unix.Pread(fd, p, off)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return err
+		case n == 0:
+			return io.ErrUnexpectedEOF
+		}
+		p, off = p[n:], off+int64(n)
+	}
+	return nil
+}
+
+// pwriteFull writes p at off, retrying on EINTR and short writes.
+func pwriteFull(fd int, p []byte, off int64) error {
+	for len(p) > 0 {
+		n, err := unix.Pwrite(fd, p, off)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return err
+		case n == 0:
+			return io.ErrShortWrite
+		}
+		p, off = p[n:], off+int64(n)
+	}
+	return nil
+}
+
+// pwritevFull writes bufs back to back at off with as few pwritev(2) calls
+// as possible (one when len(bufs) <= iovMax and the kernel writes it all),
+// retrying on EINTR and resuming short writes. bufs itself is not modified.
+func pwritevFull(fd int, bufs [][]byte, off int64) error {
+	owned := false
+	for len(bufs) > 0 {
+		if len(bufs[0]) == 0 {
+			bufs = bufs[1:]
+			continue
+		}
+		n, err := unix.Pwritev(fd, bufs[:min(len(bufs), iovMax)], off)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return err
+		case n == 0:
+			return io.ErrShortWrite
+		}
+		off += int64(n)
+		for n > 0 {
+			if n >= len(bufs[0]) {
+				n -= len(bufs[0])
+				bufs = bufs[1:]
+				continue
+			}
+			if !owned { // never modify the caller's slice
+				bufs, owned = append([][]byte(nil), bufs...), true
+			}
+			bufs[0] = bufs[0][n:]
+			n = 0
+		}
+	}
+	return nil
+}
+
+// fallocate calls fallocate(2), retrying on EINTR.
+func fallocate(fd int, mode uint32, off, n int64) error {
+	for {
+		err := unix.Fallocate(fd, mode, off, n)
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}
+
+// fdatasync calls fdatasync(2), retrying on EINTR.
+func fdatasync(fd int) error {
+	for {
+		err := unix.Fdatasync(fd)
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}
+
+const (
+	modeKeepSize  = unix.FALLOC_FL_KEEP_SIZE
+	modePunch     = unix.FALLOC_FL_PUNCH_HOLE | unix.FALLOC_FL_KEEP_SIZE
+	modeZeroRange = unix.FALLOC_FL_ZERO_RANGE | unix.FALLOC_FL_KEEP_SIZE
+)
+
+// isNotSupported reports whether err means the filesystem lacks a
+// fallocate mode.
+func isNotSupported(err error) bool {
+	return err == unix.EOPNOTSUPP || err == unix.ENOSYS
+}
+
+// fadviseWillNeed starts readahead of [off, off+n).
+func fadviseWillNeed(fd int, off, n int64) error {
+	return unix.Fadvise(fd, off, n, unix.FADV_WILLNEED)
+}
+
+// scanData calls mark for every data stretch of the first size bytes of
+// the file, using SEEK_DATA/SEEK_HOLE. On a filesystem without them the
+// whole file is data.
+func scanData(fd int, size int64, mark func(start, end int64)) error {
+	for off := int64(0); off < size; {
+		d, err := unix.Seek(fd, off, unix.SEEK_DATA)
+		switch {
+		case err == unix.ENXIO:
+			return nil // only a hole from off to the end
+		case err == unix.EINVAL || err == unix.EOPNOTSUPP:
+			mark(off, size)
+			return nil
+		case err != nil:
+			return err
+		}
+		if d >= size {
+			return nil
+		}
+		h, err := unix.Seek(fd, d, unix.SEEK_HOLE)
+		if err != nil {
+			return err
+		}
+		h = min(h, size)
+		if h <= d { // cannot happen; avoid looping forever
+			h = size
+		}
+		mark(d, h)
+		off = h
+	}
+	return nil
+}
+
+// hostStatfs returns the free bytes (f_bavail), the fundamental block size
+// and the total size of the filesystem holding fd.
+func hostStatfs(fd int) (free, bsize, total int64, err error) {
+	var st unix.Statfs_t
+	for {
+		err = unix.Fstatfs(fd, &st)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	unit := st.Frsize // the unit of the block counts; older kernels leave it 0
+	if unit <= 0 {
+		unit = st.Bsize
+	}
+	return int64(st.Bavail) * unit, unit, int64(st.Blocks) * unit, nil
+}

@@ -1,0 +1,419 @@
+package alloc
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/extentd/extentd/device"
+)
+
+// SpaceStats is a snapshot of a Space, in bytes.
+type SpaceStats struct {
+	// Capacity is min(ThinLimit, what the image may hold on the host):
+	// allocated + host free − ReserveMargin, as of the last statfs.
+	Capacity int64
+	// Allocated is the bytes of the image backed by storage.
+	Allocated int64
+	// Reserved is the bytes reserved by the cache and not yet allocated.
+	Reserved int64
+	// HostFree is the host filesystem's free space (statfs f_bavail),
+	// estimated from the last statfs minus what was allocated since.
+	HostFree int64
+	// OutOfSpace is the sticky flag set with SetOutOfSpace.
+	OutOfSpace bool
+}
+
+// Space accounts for the blocks of one image: which are allocated in the
+// file and which are reserved by the cache for data not yet written back
+// (delayed allocation). It is the allocation map File uses for holes and
+// Extents.
+//
+// # Units
+//
+// State is kept per host filesystem block (BlockSize, normally 4096): a
+// 1-byte write into a hole reserves and allocates its whole block. Reserve
+// and the File writes round ranges outwards to blocks; Release and punching
+// round inwards (a partly trimmed block keeps its storage and reservation,
+// as fallocate(PUNCH_HOLE) keeps partial blocks).
+//
+// # Contract with the cache
+//
+//   - Reserve at write time: charges only blocks neither allocated nor
+//     reserved, all or nothing, and fails with device.ErrNoSpace when
+//     allocated + reserved + new > Capacity, or when new > 0 and the sticky
+//     OutOfSpace flag is set.
+//   - File.WriteAt, WriteVAt, Allocate and Zero (without mayTrim) turn the
+//     reservations in their range into allocations (reserved → allocated);
+//     the cache does nothing more. Writes of blocks that are neither
+//     reserved nor allocated are charged like a Reserve (but ignore
+//     OutOfSpace) and fail with ErrNoSpace beyond Capacity.
+//   - File.Trim and Zero with mayTrim mark the covered blocks free. They do
+//     not touch reservations: the cache releases its own with Release when
+//     it drops data that will never be written back (TRIM/WRITE_ZEROES of
+//     dirty data, or giving up on a write).
+//   - SetOutOfSpace(true) when writeback hits host ENOSPC; the cache clears
+//     it when a later writeback succeeds.
+//
+// # Locking
+//
+// mu is a leaf lock: callers may hold theirs (extentcache.Cache.mu) while
+// calling Space; Space calls nothing outside this package while holding mu.
+// The only system call a Space makes is statfs(2): at most once per
+// StatfsInterval on the Reserve path (skipped if another goroutine is
+// already refreshing), and always before a Reserve fails.
+type Space struct {
+	blockSize int64
+	devSize   int64 // image size in bytes
+	size      int64 // devSize rounded up to blockSize (the map's size)
+	thinLimit int64
+	margin    int64
+	interval  time.Duration
+	statfs    func() (free int64, err error) // host free bytes
+	log       *zap.Logger
+
+	refreshMu sync.Mutex // serialises statfs refreshes; taken before mu, never under it
+
+	mu sync.Mutex // guards the following; leaf lock
+	// m holds, per block, at most one of allocatedBit, reservedBit and
+	// chargedBit (blocks charged by File writes in progress).
+	m *blockMap // +checklocks:mu
+	// hostFree is statfs free bytes at lastRefresh.
+	hostFree int64 // +checklocks:mu
+	// allocAtRefresh is m's allocated bytes just before that statfs.
+	allocAtRefresh int64 // +checklocks:mu
+	// lastRefresh is when hostFree was read; zero before the first read.
+	lastRefresh time.Time // +checklocks:mu
+	// refreshErr is the error of the last statfs, or nil.
+	refreshErr error // +checklocks:mu
+	outOfSpace bool  // +checklocks:mu
+	// scratch holds the free pieces of a Reserve between scan and set.
+	scratch []run // +checklocks:mu
+}
+
+// spaceConfig is what newSpace needs; File fills it from Options.
+type spaceConfig struct {
+	size, blockSize, thinLimit, margin int64
+	interval                           time.Duration
+	statfs                             func() (int64, error)
+	log                                *zap.Logger
+}
+
+func newSpace(c spaceConfig) *Space {
+	size := alignUp(c.size, c.blockSize)
+	thin := c.thinLimit
+	if thin <= 0 || thin > size {
+		thin = size
+	}
+	return &Space{
+		blockSize: c.blockSize,
+		devSize:   c.size,
+		size:      size,
+		thinLimit: thin,
+		margin:    c.margin,
+		interval:  c.interval,
+		statfs:    c.statfs,
+		log:       c.log,
+		m:         newBlockMap(size),
+	}
+}
+
+// BlockSize returns the accounting unit in bytes.
+func (s *Space) BlockSize() int64 { return s.blockSize }
+
+// roundOut returns the blocks covering [off, off+n), clipped to the map.
+func (s *Space) roundOut(off, n int64) (start, end int64) {
+	return alignDown(off, s.blockSize), min(alignUp(off+n, s.blockSize), s.size)
+}
+
+// roundIn returns the blocks wholly inside [off, off+n). The last block of
+// an image whose size is not a block multiple counts as whole when the
+// range reaches the image's end.
+func (s *Space) roundIn(off, n int64) (start, end int64) {
+	start = alignUp(off, s.blockSize)
+	if off+n >= s.devSize {
+		end = s.size
+	} else {
+		end = alignDown(off+n, s.blockSize)
+	}
+	return start, max(start, end)
+}
+
+// Reserve reserves the blocks of [off, off+n) that are neither allocated
+// nor already reserved and returns how many bytes it reserved (0 when all
+// were). It is all or nothing: if allocated + reserved + new bytes would
+// exceed Capacity, or new bytes are needed while OutOfSpace is set, it
+// changes nothing and returns an error wrapping device.ErrNoSpace. A range
+// outside the image wraps device.ErrOutOfRange.
+func (s *Space) Reserve(off, n int64) (reserved int64, err error) {
+	if err := device.CheckRange("alloc: reserve", off, n, s.devSize); err != nil {
+		return 0, err
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	start, end := s.roundOut(off, n)
+	s.maybeRefresh()
+	s.mu.Lock()
+	got, ok := s.reserveLocked(start, end, reservedBit)
+	s.mu.Unlock()
+	if ok {
+		return got, nil
+	}
+	// Never report ENOSPC on a stale statfs: space may have been freed.
+	s.refresh()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if got, ok = s.reserveLocked(start, end, reservedBit); ok {
+		return got, nil
+	}
+	need := s.newBytesLocked(start, end)
+	if s.outOfSpace {
+		return 0, fmt.Errorf("alloc: reserve [%d,+%d): %d new bytes while out of space: %w", off, n, need, device.ErrNoSpace)
+	}
+	return 0, fmt.Errorf("alloc: reserve [%d,+%d): %d new bytes, %d allocated + %d reserved of capacity %d: %w",
+		off, n, need, s.m.bytes[0], s.m.bytes[1]+s.m.bytes[2], s.capacityLocked(), device.ErrNoSpace)
+}
+
+// reserveLocked sets bit (reservedBit or chargedBit) on the blocks of the
+// block range [start, end) that have no bit, if capacity allows (and, for
+// reservedBit, OutOfSpace is clear); ok reports success. s.mu must be held.
+func (s *Space) reserveLocked(start, end int64, bit mapBits) (reserved int64, ok bool) {
+	free := s.scratch[:0]
+	cur := start
+	s.m.ascend(start, end, func(r run) bool {
+		if cur < r.start {
+			free = append(free, run{cur, r.start, 0})
+		}
+		cur = r.end
+		return true
+	})
+	if cur < end {
+		free = append(free, run{cur, end, 0})
+	}
+	s.scratch = free[:0]
+	var need int64
+	for _, r := range free {
+		need += r.end - r.start
+	}
+	if need == 0 {
+		return 0, true
+	}
+	if (bit == reservedBit && s.outOfSpace) || s.usedLocked()+need > s.capacityLocked() {
+		return 0, false
+	}
+	for _, r := range free {
+		s.m.apply(r.start, r.end, bit, 0)
+	}
+	return need, true
+}
+
+// newBytesLocked returns the bytes of [start, end) neither allocated,
+// reserved nor charged. s.mu must be held.
+func (s *Space) newBytesLocked(start, end int64) int64 {
+	held := int64(0)
+	s.m.ascend(start, end, func(r run) bool {
+		held += r.end - r.start
+		return true
+	})
+	return end - start - held
+}
+
+// usedLocked is allocated + reserved + charged bytes. s.mu must be held.
+func (s *Space) usedLocked() int64 { return s.m.bytes[0] + s.m.bytes[1] + s.m.bytes[2] }
+
+// capacityLocked returns min(thinLimit, allocAtRefresh + hostFree −
+// margin). Before any statfs succeeded it is thinLimit. s.mu must be held.
+func (s *Space) capacityLocked() int64 {
+	if s.lastRefresh.IsZero() {
+		return s.thinLimit
+	}
+	return max(0, min(s.thinLimit, s.allocAtRefresh+s.hostFree-s.margin))
+}
+
+// Release drops the reservations of the blocks wholly inside [off, off+n)
+// and returns the bytes released. Allocated blocks are not affected. Ranges
+// outside the image are clipped.
+func (s *Space) Release(off, n int64) (released int64) {
+	off, end := max(off, 0), min(off+n, s.devSize)
+	if off >= end {
+		return 0
+	}
+	start, stop := s.roundIn(off, end-off)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, lost := s.m.apply(start, stop, 0, reservedBit)
+	return lost[1]
+}
+
+// Stats returns a snapshot of the accounting.
+func (s *Space) Stats() SpaceStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return SpaceStats{
+		Capacity:   s.capacityLocked(),
+		Allocated:  s.m.bytes[0],
+		Reserved:   s.m.bytes[1],
+		HostFree:   max(0, s.hostFree-(s.m.bytes[0]-s.allocAtRefresh)),
+		OutOfSpace: s.outOfSpace,
+	}
+}
+
+// SetOutOfSpace sets or clears the sticky out-of-space flag. While it is
+// set, Reserve fails with device.ErrNoSpace for any range that needs new
+// bytes; overwrites of reserved or allocated blocks still succeed.
+func (s *Space) SetOutOfSpace(v bool) {
+	s.mu.Lock()
+	changed := s.outOfSpace != v
+	s.outOfSpace = v
+	s.mu.Unlock()
+	if changed {
+		s.log.Warn("out of space flag changed", zap.Bool("out_of_space", v))
+	}
+}
+
+// Check verifies the invariants: the map is well formed, no block is both
+// allocated and reserved, and the counters are not negative.
+func (s *Space) Check() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.m.check(); err != nil {
+		return fmt.Errorf("alloc: space map: %w", err)
+	}
+	var err error
+	s.m.ascend(0, s.size, func(r run) bool {
+		if r.bits&(r.bits-1) != 0 {
+			err = fmt.Errorf("alloc: space map: [%d,%d) is %v (more than one state)", r.start, r.end, r.bits)
+		} else if r.start%s.blockSize != 0 || r.end%s.blockSize != 0 {
+			err = fmt.Errorf("alloc: space map: [%d,%d) not aligned to %d", r.start, r.end, s.blockSize)
+		}
+		return err == nil
+	})
+	return err
+}
+
+// maybeRefresh refreshes statfs if the cached value is older than the
+// interval and nobody else is refreshing. It never waits.
+func (s *Space) maybeRefresh() {
+	s.mu.Lock()
+	stale := s.lastRefresh.IsZero() || time.Since(s.lastRefresh) >= s.interval
+	s.mu.Unlock()
+	if stale && s.refreshMu.TryLock() {
+		s.refreshLocked()
+		s.refreshMu.Unlock()
+	}
+}
+
+// refresh reads statfs now, waiting for a refresh in progress.
+func (s *Space) refresh() {
+	s.refreshMu.Lock()
+	s.refreshLocked()
+	s.refreshMu.Unlock()
+}
+
+// refreshLocked reads statfs. s.refreshMu must be held, s.mu must not.
+// The allocated bytes are sampled before statfs and the map is updated
+// after each write completes, so a racing write makes the estimate low
+// (conservative), never high.
+func (s *Space) refreshLocked() {
+	s.mu.Lock()
+	a0 := s.m.bytes[0]
+	s.mu.Unlock()
+	free, err := s.statfs()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		if s.refreshErr == nil {
+			s.log.Warn("statfs failed; keeping the last free space figure", zap.Error(err))
+		}
+		s.refreshErr = err
+		return
+	}
+	s.refreshErr = nil
+	s.hostFree, s.allocAtRefresh, s.lastRefresh = free, a0, time.Now()
+}
+
+// beginWrite charges the blocks of [off, off+n) that are neither
+// allocated, reserved nor charged (chargedBit), failing with ErrNoSpace
+// beyond capacity. Every successful beginWrite must be followed by
+// endWrite of the same range.
+func (s *Space) beginWrite(op string, off, n int64) error {
+	start, end := s.roundOut(off, n)
+	s.maybeRefresh()
+	for try := 0; ; try++ {
+		s.mu.Lock()
+		_, ok := s.reserveLocked(start, end, chargedBit)
+		need, used, capacity := s.newBytesLocked(start, end), s.usedLocked(), s.capacityLocked()
+		s.mu.Unlock()
+		if ok {
+			return nil
+		}
+		if try > 0 {
+			return fmt.Errorf("alloc: %s [%d,+%d): %d new bytes, %d used of capacity %d: %w",
+				op, off, n, need, used, capacity, device.ErrNoSpace)
+		}
+		s.refresh()
+	}
+}
+
+// endWrite ends a write begun with beginWrite. If ok, the blocks of
+// [off, off+n) are now allocated, their reservations and charges consumed;
+// otherwise the charges are dropped and nothing else changes. (With
+// overlapping concurrent writes one may drop the other's charge; the
+// count is right again when both end.)
+func (s *Space) endWrite(off, n int64, ok bool) {
+	start, end := s.roundOut(off, n)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ok {
+		s.m.apply(start, end, allocatedBit, reservedBit|chargedBit)
+	} else {
+		s.m.apply(start, end, 0, chargedBit)
+	}
+}
+
+// markFree records that the blocks wholly inside [off, off+n) no longer
+// have storage (punched).
+func (s *Space) markFree(off, n int64) {
+	start, end := s.roundIn(off, n)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m.apply(start, end, 0, allocatedBit)
+}
+
+// markAllocatedLocked records data found at Open. s.mu must be held.
+func (s *Space) markAllocatedLocked(start, end int64) {
+	s.m.apply(alignDown(start, s.blockSize), min(alignUp(end, s.blockSize), s.size), allocatedBit, 0)
+}
+
+// nextData returns the first allocated stretch intersecting [from, to),
+// clipped to it, merging adjacent allocated runs.
+func (s *Space) nextData(from, to int64) (start, end int64, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m.ascend(from, to, func(r run) bool {
+		if r.bits&allocatedBit == 0 {
+			return !ok
+		}
+		if !ok {
+			start, end, ok = r.start, r.end, true
+			return true
+		}
+		if r.start != end {
+			return false
+		}
+		end = r.end
+		return true
+	})
+	return start, end, ok
+}
+
+func alignDown(x, a int64) int64 { return x - x%a }
+func alignUp(x, a int64) int64 {
+	if r := x % a; r != 0 {
+		return x + a - r
+	}
+	return x
+}
