@@ -44,6 +44,10 @@ type ExportStats struct {
 	CacheHits   uint64 // reads served from memory
 	CacheMisses uint64 // reads that went to the backing file
 	OutOfSpace  bool   // the allocator refuses new reservations
+
+	WriterWaits     uint64 // times a writer waited for dirty memory (back-pressure)
+	WritebackErrors uint64 // failed writes to the backing file
+	WritebackError  bool   // a writeback error is pending; the next flush reports it
 }
 
 // StatsFunc returns an export's state; it is called at every scrape and must
@@ -223,12 +227,10 @@ var stateDescs = []gaugeDesc{
 	{newDesc("cached_bytes", "Bytes held in memory by the cache."), prometheus.GaugeValue, func(s ExportStats) float64 { return float64(s.Cached) }},
 	{newDesc("cache_hits_total", "Reads served from the cache."), prometheus.CounterValue, func(s ExportStats) float64 { return float64(s.CacheHits) }},
 	{newDesc("cache_misses_total", "Reads that went to the backing file."), prometheus.CounterValue, func(s ExportStats) float64 { return float64(s.CacheMisses) }},
-	{newDesc("out_of_space", "1 when the allocator refuses new reservations."), prometheus.GaugeValue, func(s ExportStats) float64 {
-		if s.OutOfSpace {
-			return 1
-		}
-		return 0
-	}},
+	{newDesc("writer_waits_total", "Times a writer waited for dirty memory (back-pressure at max-dirty)."), prometheus.CounterValue, func(s ExportStats) float64 { return float64(s.WriterWaits) }},
+	{newDesc("writeback_errors_total", "Failed writes to the backing file."), prometheus.CounterValue, func(s ExportStats) float64 { return float64(s.WritebackErrors) }},
+	{newDesc("writeback_error_pending", "1 while a writeback error waits to be reported by the next flush."), prometheus.GaugeValue, func(s ExportStats) float64 { return b2f(s.WritebackError) }},
+	{newDesc("out_of_space", "1 when the allocator refuses new reservations."), prometheus.GaugeValue, func(s ExportStats) float64 { return b2f(s.OutOfSpace) }},
 }
 
 // Describe implements prometheus.Collector.
@@ -246,4 +248,11 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(d.desc, d.kind, d.extract(s), name)
 		}
 	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
