@@ -179,7 +179,7 @@ func (t *Tree) FindContiguous(from int64, all Bits, maxLen int64) (start, end in
 				w.limit = min(w.limit, start+maxLen)
 			}
 		}
-		end = e
+		end = min(e, w.limit)
 	}
 	if start < 0 {
 		return 0, 0, false
@@ -307,10 +307,10 @@ func (t *Tree) TestAll(start, end int64, b Bits) bool {
 
 // TestAny reports whether any byte of [start,end) has any of the bits in b.
 func (t *Tree) TestAny(start, end int64, b Bits) bool {
-	if b == 0 {
+	start, end = t.clampQuery(start, end)
+	if b == 0 || start >= end {
 		return false
 	}
-	start, end = t.clampQuery(start, end)
 	for p := t.s.seek(start); t.s.valid(p); p = t.s.next(p) {
 		r := t.s.at(p)
 		if r.Start >= end {
@@ -328,6 +328,9 @@ func (t *Tree) TestAny(start, end int64, b Bits) bool {
 func (t *Tree) Union(start, end int64) Bits {
 	start, end = t.clampQuery(start, end)
 	var u Bits
+	if start >= end {
+		return 0
+	}
 	for p := t.s.seek(start); t.s.valid(p); p = t.s.next(p) {
 		r := t.s.at(p)
 		if r.Start >= end {
@@ -343,6 +346,9 @@ func (t *Tree) Union(start, end int64) Bits {
 // are skipped. fn must not mutate t.
 func (t *Tree) Ascend(start, end int64, fn func(Range) bool) {
 	start, end = t.clampQuery(start, end)
+	if start >= end {
+		return
+	}
 	for p := t.s.seek(start); t.s.valid(p); p = t.s.next(p) {
 		r := t.s.at(p)
 		if r.Start >= end {
@@ -359,6 +365,9 @@ func (t *Tree) Ascend(start, end int64, fn func(Range) bool) {
 // begin before start or end after end.
 func (t *Tree) AscendRecords(start, end int64, fn func(Range) bool) {
 	start, end = t.clampQuery(start, end)
+	if start >= end {
+		return
+	}
 	for p := t.s.seek(start); t.s.valid(p); p = t.s.next(p) {
 		r := t.s.at(p)
 		if r.Start >= end || !fn(r) {

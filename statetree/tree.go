@@ -79,7 +79,7 @@ func (t *Tree) Bytes(b Bits) int64 {
 // checkRange panics unless [start,end) is a valid mutation range.
 func (t *Tree) checkRange(op string, start, end int64) {
 	if start < 0 || end > t.size || start > end ||
-		start%t.blockSize != 0 || (end%t.blockSize != 0 && end != t.size) {
+		(start%t.blockSize != 0 && start != t.size) || (end%t.blockSize != 0 && end != t.size) {
 		badRange(op, start, end, t.size, t.blockSize)
 	}
 }
