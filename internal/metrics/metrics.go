@@ -30,6 +30,10 @@ func (o *Options) EnsureDefaults() {
 	}
 }
 
+// Validate reports an invalid field. Every value is valid today; the method
+// keeps the Options contract of the repository.
+func (o *Options) Validate() error { return nil }
+
 // ExportStats is one export's state at scrape time. Zero fields are reported
 // as zero; a layer that is absent (no cache with --cache=none) leaves its
 // fields zero.
