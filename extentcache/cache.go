@@ -1,0 +1,347 @@
+package extentcache
+
+import (
+	"errors"
+	"fmt"
+	"math/bits"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/dgraph-io/ristretto/v2"
+	"go.uber.org/zap"
+
+	"github.com/extentd/extentd/device"
+	"github.com/extentd/extentd/statetree"
+)
+
+// ZeroKeep marks Zeroed bytes whose zeroing must keep the backing range
+// allocated (WRITE_ZEROES with NO_HOLE). It is always set together with
+// Zeroed.
+const ZeroKeep statetree.Bits = 1 << 5
+
+// Optional capabilities of the lower device, found by type assertion.
+type (
+	// vectorWriter writes several buffers at off with one system call.
+	vectorWriter interface {
+		WriteVAt(bufs [][]byte, off int64) (int, error)
+	}
+	// allocator allocates backing storage for a range in one step.
+	allocator interface {
+		Allocate(off, n int64) error
+	}
+)
+
+// maxIOV is the most buffers passed to one WriteVAt (Linux IOV_MAX).
+const maxIOV = 1024
+
+// Cache is a write-back cache over a lower device.Device.
+//
+// # Data
+//
+// Every dirty block has a page (BlockSize bytes) in index. A page that an
+// in-flight writeback reads from is marked wb and is never written: a write
+// to its block installs a fresh page (copy-on-write), and the writeback frees
+// the old one when it completes. Clean blocks live in the lower device and,
+// optionally, in the ristretto clean cache.
+//
+// # States (statetree bits; all ranges block aligned)
+//
+//	Dirty            a page holds data newer than lower
+//	Writeback        a lower I/O covering the bytes is in flight
+//	Zeroed[|ZeroKeep] the bytes read as zeros; lower still has to be zeroed
+//	Delalloc         Space holds a reservation for the bytes
+//
+// Dirty and Zeroed never overlap. A block with Writeback is never claimed by
+// a second writeback, so lower I/Os to a byte happen one at a time, in the
+// order in which they were claimed; that is what orders trims against writes.
+//
+// # Locking
+//
+// mu guards everything below it. Lock order: mu → Space. mu is never held
+// across lower I/O or ristretto calls.
+type Cache struct {
+	lower   device.Device
+	opts    Options
+	log     *zap.Logger
+	size    int64
+	bs      int64
+	shift   uint
+	vw      vectorWriter // nil if lower has no WriteVAt
+	alloc   allocator    // nil if lower cannot allocate
+	clean   *ristretto.Cache[uint64, []byte]
+	done    chan struct{}  // closed to stop the writeback goroutine
+	wake    chan struct{}  // cap 1: wakes the writeback goroutine
+	wg      sync.WaitGroup // the writeback goroutine and its I/O goroutines
+	genMask uint64
+	st      counters
+
+	mu sync.Mutex // guards the following
+	// +checklocks:mu
+	tree *statetree.Tree
+	// +checklocks:mu
+	index map[int64]*page // block number → page, for Dirty blocks and data under writeback
+	// +checklocks:mu
+	free []*page // recycled pages
+	// +checklocks:mu
+	arena []byte // uncut rest of the last page chunk
+	// +checklocks:mu
+	pagesInUse int // pages in index or held by writeback; ≤ maxPages except for one oversized write
+	maxPages   int // MaxDirty / BlockSize (constant)
+	// +checklocks:mu
+	gens []uint64 // per block-hash generation: seq of the last write/trim touching a block hashing there
+	// +checklocks:mu
+	seq uint64
+	// +checklocks:mu
+	ages ageQueue
+	// +checklocks:mu
+	inflight int // writeback I/Os in flight
+	// +checklocks:mu
+	closed bool
+	// +checklocks:mu
+	stickyErr error // first writeback error since the last fully successful flush
+	// +checklocks:mu
+	failures uint64 // count of failed writeback I/Os (a flush compares it before and after)
+	// +checklocks:mu
+	retryAt time.Time // background writeback waits until then after a failure
+	// +checklocks:mu
+	backoff time.Duration
+	// +checklocks:mu
+	outOfSpace bool // Space.SetOutOfSpace(true) was called
+	// +checklocks:mu
+	reqs []*syncReq // pending Flush/SyncRange requests
+	// +checklocks:mu
+	cursor int64 // background sweep position
+	// +checklocks:mu
+	jobs []*job // recycled writeback jobs
+	// +checklocks:mu
+	scratch []statetree.Range
+	cond    *sync.Cond // on mu: broadcast when an I/O completes or a request arrives
+}
+
+// page is one block of dirty data.
+type page struct {
+	buf []byte // BlockSize bytes; cap may reach further into the same chunk
+	wb  bool   // held by an in-flight writeback: never written while set
+}
+
+var (
+	_ device.Device      = (*Cache)(nil)
+	_ device.Trimmer     = (*Cache)(nil)
+	_ device.FastZeroer  = (*Cache)(nil)
+	_ device.Extenter    = (*Cache)(nil)
+	_ device.RangeSyncer = (*Cache)(nil)
+	_ device.Prefetcher  = (*Cache)(nil)
+)
+
+// New returns a Cache over lower and starts its writeback goroutine. Close
+// must be called to write everything back and stop it.
+func New(lower device.Device, opts Options) (*Cache, error) {
+	opts.EnsureDefaults()
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	size := lower.Size()
+	if size <= 0 {
+		return nil, fmt.Errorf("%w: lower device size %d", ErrInvalidOptions, size)
+	}
+	c := &Cache{
+		lower:    lower,
+		opts:     opts,
+		log:      opts.Logger.Named("extentcache"),
+		size:     size,
+		bs:       opts.BlockSize,
+		shift:    uint(bits.TrailingZeros64(uint64(opts.BlockSize))),
+		done:     make(chan struct{}),
+		wake:     make(chan struct{}, 1),
+		index:    make(map[int64]*page),
+		maxPages: int(opts.MaxDirty / opts.BlockSize),
+		backoff:  opts.RetryBackoff,
+	}
+	c.tree = statetree.New(statetree.Options{Size: size, BlockSize: opts.BlockSize, Locker: &c.mu})
+	c.cond = sync.NewCond(&c.mu)
+	blocks := (size + c.bs - 1) >> c.shift
+	ng := uint64(1) << 16
+	for ng > 1 && int64(ng/2) >= blocks {
+		ng /= 2
+	}
+	c.gens = make([]uint64, ng)
+	c.genMask = ng - 1
+	if v, ok := lower.(vectorWriter); ok {
+		c.vw = v
+	}
+	if a, ok := lower.(allocator); ok {
+		c.alloc = a
+	}
+	if opts.CacheSize > 0 {
+		n := opts.CacheSize / opts.BlockSize
+		cc, err := ristretto.NewCache(&ristretto.Config[uint64, []byte]{
+			NumCounters:        max(10*n, 1000),
+			MaxCost:            opts.CacheSize,
+			BufferItems:        64,
+			IgnoreInternalCost: true,
+			KeyToHash:          func(k uint64) (uint64, uint64) { return k * 0x9E3779B97F4A7C15, k },
+		})
+		if err != nil {
+			return nil, fmt.Errorf("extentcache: clean cache: %w", err)
+		}
+		c.clean = cc
+	}
+	c.wg.Add(1)
+	go c.run()
+	return c, nil
+}
+
+// Size returns the size of the lower device.
+func (c *Cache) Size() int64 { return c.size }
+
+// Close writes back everything, flushes the lower device and stops the
+// writeback goroutine. It returns the error of that final flush; the lower
+// device is not closed. Calls after Close fail with device.ErrClosed.
+func (c *Cache) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return fmt.Errorf("extentcache: close: %w", device.ErrClosed)
+	}
+	c.closed = true
+	c.mu.Unlock()
+	err := c.submit(&syncReq{full: true, done: make(chan error, 1)})
+	close(c.done)
+	c.wg.Wait()
+	if c.clean != nil {
+		c.clean.Close()
+	}
+	if err != nil {
+		c.log.Error("close: final writeback failed", zap.Error(err))
+	}
+	return err
+}
+
+// errClosed returns the error for op on a closed cache.
+func errClosed(op string) error {
+	return fmt.Errorf("extentcache: %s: %w", op, device.ErrClosed)
+}
+
+// blockRange returns the first block and one past the last block that
+// [off, end) touches.
+func (c *Cache) blockRange(off, end int64) (first, last int64) {
+	return off >> c.shift, (end + c.bs - 1) >> c.shift
+}
+
+// blockEnd returns the end offset of block b, clipped to the device size.
+func (c *Cache) blockEnd(b int64) int64 { return min((b+1)<<c.shift, c.size) }
+
+// genSlot returns the generation slot of block b.
+func (c *Cache) genSlot(b int64) int { return int(uint64(b) & c.genMask) }
+
+// bumpGensLocked records a change to blocks [first, last). c.mu must be held.
+func (c *Cache) bumpGensLocked(first, last int64) {
+	c.seq++
+	if uint64(last-first) > c.genMask {
+		for i := range c.gens {
+			c.gens[i] = c.seq
+		}
+		return
+	}
+	for b := first; b < last; b++ {
+		c.gens[c.genSlot(b)] = c.seq
+	}
+}
+
+// newPageLocked returns a page from the free list or a new one, counted in
+// pagesInUse. Its contents are unspecified. c.mu must be held.
+func (c *Cache) newPageLocked() *page {
+	c.pagesInUse++
+	if n := len(c.free); n > 0 {
+		p := c.free[n-1]
+		c.free = c.free[:n-1]
+		return p
+	}
+	if int64(len(c.arena)) < c.bs {
+		// Pages are cut from 64-page chunks so that neighbours are often
+		// contiguous in memory and writeback can merge their iovecs.
+		c.arena = make([]byte, 64*c.bs)
+	}
+	p := &page{buf: c.arena[:c.bs]}
+	c.arena = c.arena[c.bs:]
+	return p
+}
+
+// freePageLocked returns p to the free list. c.mu must be held.
+func (c *Cache) freePageLocked(p *page) {
+	p.wb = false
+	c.pagesInUse--
+	c.free = append(c.free, p)
+}
+
+// zeroedLocked reports whether block b is Zeroed. c.mu must be held.
+func (c *Cache) zeroedLocked(b int64) bool {
+	if c.tree.Bytes(statetree.Zeroed) == 0 {
+		return false
+	}
+	r, ok := c.tree.Get(b << c.shift)
+	return ok && r.Bits&statetree.Zeroed != 0
+}
+
+// kickLocked wakes the writeback goroutine without blocking. c.mu need not
+// be held.
+func (c *Cache) kick() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// recordFailureLocked makes err sticky and arms the retry backoff. c.mu must
+// be held.
+func (c *Cache) recordFailureLocked(err error) {
+	c.failures++
+	c.st.wbErrors.Add(1)
+	if c.stickyErr == nil {
+		c.stickyErr = err
+		c.log.Error("writeback failed; data kept dirty, will retry", zap.Error(err))
+	}
+	c.retryAt = time.Now().Add(c.backoff)
+	c.backoff = min(2*c.backoff, maxRetryBackoff)
+	if c.opts.Space != nil && isNoSpace(err) && !c.outOfSpace {
+		c.outOfSpace = true
+		c.opts.Space.SetOutOfSpace(true)
+	}
+}
+
+// recordSuccessLocked resets the backoff and the out-of-space state after a
+// successful writeback. c.mu must be held.
+func (c *Cache) recordSuccessLocked() {
+	c.backoff = c.opts.RetryBackoff
+	c.retryAt = time.Time{}
+	if c.outOfSpace {
+		c.outOfSpace = false
+		c.opts.Space.SetOutOfSpace(false)
+	}
+}
+
+// isNoSpace reports whether err means the backing store is full.
+func isNoSpace(err error) bool {
+	return errors.Is(err, device.ErrNoSpace) || errors.Is(err, syscall.ENOSPC)
+}
+
+// counters are the statistics kept without c.mu.
+type counters struct {
+	hits, misses     atomic.Uint64
+	wbIOs, wbBytes   atomic.Uint64
+	wbErrors         atomic.Uint64
+	zeroIOs          atomic.Uint64
+	flushes, flushNs atomic.Uint64
+	flushMaxNs       atomic.Uint64
+	lowerFlushes     atomic.Uint64
+	waits            atomic.Uint64
+	wbSizes          [NumSizeBuckets]atomic.Uint64
+}
+
+// isNotSupported reports whether err means the lower device cannot do the
+// operation (so writeback falls back to writing zeros).
+func isNotSupported(err error) bool {
+	return errors.Is(err, device.ErrNotSupported) || errors.Is(err, syscall.EOPNOTSUPP)
+}

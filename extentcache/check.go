@@ -1,0 +1,64 @@
+package extentcache
+
+import (
+	"fmt"
+
+	"github.com/extentd/extentd/statetree"
+)
+
+// Check verifies the cache's invariants and returns the first violation:
+// the tree's own invariants; Dirty and Zeroed never overlap; every range is
+// block aligned; every Dirty block has a page that no writeback holds; every
+// page in the index belongs to a Dirty or Writeback block; ZeroKeep implies
+// Zeroed. It takes c.mu; it is meant for tests.
+func (c *Cache) Check() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.tree.Check(); err != nil {
+		return fmt.Errorf("extentcache: check: %w", err)
+	}
+	var err error
+	fail := func(format string, args ...any) bool {
+		err = fmt.Errorf("extentcache: check: "+format, args...)
+		return false
+	}
+	c.tree.Ascend(0, c.size, func(r statetree.Range) bool {
+		switch {
+		case r.Start&(c.bs-1) != 0 || (r.End&(c.bs-1) != 0 && r.End != c.size):
+			return fail("range %v not block aligned", r)
+		case r.Bits&statetree.Dirty != 0 && r.Bits&statetree.Zeroed != 0:
+			return fail("range %v is both Dirty and Zeroed", r)
+		case r.Bits&ZeroKeep != 0 && r.Bits&statetree.Zeroed == 0:
+			return fail("range %v has ZeroKeep without Zeroed", r)
+		}
+		if r.Bits&statetree.Dirty != 0 {
+			first, last := c.blockRange(r.Start, r.End)
+			for b := first; b < last; b++ {
+				pg := c.index[b]
+				if pg == nil {
+					return fail("dirty block %d (range %v) has no page", b, r)
+				}
+				if pg.wb {
+					return fail("dirty block %d (range %v) has a writeback page", b, r)
+				}
+			}
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	for b := range c.index {
+		r, ok := c.tree.Get(b << c.shift)
+		if !ok || r.Bits&(statetree.Dirty|statetree.Writeback) == 0 {
+			return fmt.Errorf("extentcache: check: block %d has a page but state %v", b, r.Bits)
+		}
+	}
+	if len(c.index) > c.pagesInUse {
+		return fmt.Errorf("extentcache: check: %d pages indexed but %d in use", len(c.index), c.pagesInUse)
+	}
+	if c.inflight == 0 && c.pagesInUse != len(c.index) {
+		return fmt.Errorf("extentcache: check: no writeback in flight but %d pages in use, %d indexed", c.pagesInUse, len(c.index))
+	}
+	return nil
+}

@@ -1,0 +1,142 @@
+package extentcache
+
+import (
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Space is the backing store's space accounting (alloc.Space implements it).
+// Its methods are called with Cache.mu held, so it must not call back into
+// the cache; its own lock is a leaf in the lock order.
+type Space interface {
+	// Reserve reserves the blocks of [off, off+n) that are neither
+	// allocated nor already reserved, all or nothing. The error wraps
+	// device.ErrNoSpace when they do not fit.
+	Reserve(off, n int64) (reserved int64, err error)
+	// Release drops reservations of [off, off+n) and returns the bytes
+	// released.
+	Release(off, n int64) int64
+	// SetOutOfSpace marks the host filesystem as full (true): new
+	// reservations then fail. The cache sets it when writeback gets ENOSPC
+	// and clears it when a writeback succeeds again.
+	SetOutOfSpace(bool)
+}
+
+// Options configures a Cache. The zero value of every field means its
+// default.
+type Options struct {
+	// BlockSize is the cache block size in bytes, a power of two. Dirty
+	// data is kept in pages of this size; writes smaller than a block that
+	// hit an uncached block read that one block from the lower device.
+	// Default 4096.
+	BlockSize int64
+
+	// CacheSize is the byte budget of the clean-block cache (ristretto).
+	// Default 64 MiB; negative disables it.
+	CacheSize int64
+
+	// MaxDirty is the hard limit on memory for dirty pages (including pages
+	// held by in-flight writeback), in bytes. Writers wait above it.
+	// Default 256 MiB. It must be at least 2*MaxWritebackIO.
+	MaxDirty int64
+
+	// DirtyBackground is the dirty byte count above which writeback starts
+	// without a flush or expiry. Default MaxDirty/4.
+	DirtyBackground int64
+
+	// MaxWritebackIO is the largest backing write in bytes, and the
+	// alignment window of a writeback cluster. Default 8 MiB; a multiple of
+	// BlockSize.
+	MaxWritebackIO int64
+
+	// WritebackAge is how long dirty data may stay in memory before
+	// writeback starts for it. Default 5 s.
+	WritebackAge time.Duration
+
+	// WritebackInFlight is the number of backing I/Os writeback keeps in
+	// flight. Default 4.
+	WritebackInFlight int
+
+	// RetryBackoff is the first delay before background writeback retries
+	// after a failure; it doubles up to 2 s. Default 20 ms. Flush always
+	// retries at once.
+	RetryBackoff time.Duration
+
+	// Space, when set, accounts backing space: writes reserve the bytes
+	// they will need and fail with device.ErrNoSpace at once if they do not
+	// fit. Nil means no accounting (for example over an in-memory device).
+	Space Space
+
+	// Logger receives control-path logs; nil means zap.NewNop().
+	Logger *zap.Logger
+}
+
+const (
+	defaultBlockSize        = 4096
+	defaultCacheSize        = 64 << 20
+	defaultMaxDirty         = 256 << 20
+	defaultMaxWritebackIO   = 8 << 20
+	defaultWritebackAge     = 5 * time.Second
+	defaultInFlight         = 4
+	defaultRetryBackoff     = 20 * time.Millisecond
+	maxRetryBackoff         = 2 * time.Second
+	minMaxDirtyPerWriteback = 2
+)
+
+// EnsureDefaults replaces zero-valued fields with their defaults.
+func (o *Options) EnsureDefaults() {
+	if o.BlockSize == 0 {
+		o.BlockSize = defaultBlockSize
+	}
+	if o.CacheSize == 0 {
+		o.CacheSize = defaultCacheSize
+	}
+	if o.MaxWritebackIO == 0 {
+		o.MaxWritebackIO = defaultMaxWritebackIO
+	}
+	if o.MaxDirty == 0 {
+		o.MaxDirty = max(defaultMaxDirty, minMaxDirtyPerWriteback*o.MaxWritebackIO)
+	}
+	if o.DirtyBackground == 0 {
+		o.DirtyBackground = o.MaxDirty / 4
+	}
+	if o.WritebackAge == 0 {
+		o.WritebackAge = defaultWritebackAge
+	}
+	if o.WritebackInFlight == 0 {
+		o.WritebackInFlight = defaultInFlight
+	}
+	if o.RetryBackoff == 0 {
+		o.RetryBackoff = defaultRetryBackoff
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+}
+
+// Validate reports whether o, after EnsureDefaults, is usable. Errors wrap
+// ErrInvalidOptions and name the field.
+func (o *Options) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrInvalidOptions}, args...)...)
+	}
+	switch {
+	case o.BlockSize < 512 || o.BlockSize&(o.BlockSize-1) != 0:
+		return bad("BlockSize %d must be a power of two >= 512", o.BlockSize)
+	case o.MaxWritebackIO < o.BlockSize || o.MaxWritebackIO%o.BlockSize != 0:
+		return bad("MaxWritebackIO %d must be a positive multiple of BlockSize %d", o.MaxWritebackIO, o.BlockSize)
+	case o.MaxDirty < minMaxDirtyPerWriteback*o.MaxWritebackIO:
+		return bad("MaxDirty %d must be at least %d*MaxWritebackIO (%d)", o.MaxDirty, minMaxDirtyPerWriteback, o.MaxWritebackIO)
+	case o.DirtyBackground < 0 || o.DirtyBackground > o.MaxDirty:
+		return bad("DirtyBackground %d must lie in [0, MaxDirty %d]", o.DirtyBackground, o.MaxDirty)
+	case o.WritebackAge < 0:
+		return bad("WritebackAge %v must be >= 0", o.WritebackAge)
+	case o.WritebackInFlight < 1 || o.WritebackInFlight > 1024:
+		return bad("WritebackInFlight %d must lie in [1, 1024]", o.WritebackInFlight)
+	case o.RetryBackoff < 0:
+		return bad("RetryBackoff %v must be >= 0", o.RetryBackoff)
+	}
+	return nil
+}

@@ -1,0 +1,164 @@
+package extentcache
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/extentd/extentd/device"
+	"github.com/extentd/extentd/statetree"
+)
+
+// maxTrackedClean is how many clean blocks one ReadAt looks up in, and
+// fills into, the clean cache. Clean blocks past it are read from the lower
+// device directly (large reads are sequential and gain little from it).
+const maxTrackedClean = 64
+
+// cleanBlock is a clean block noted under mu with its generation.
+type cleanBlock struct {
+	b   int64
+	gen uint64
+}
+
+// ReadAt reads [off, off+len(p)) with the newest acknowledged data: dirty
+// blocks and blocks under writeback from memory, zeroed blocks as zeros,
+// clean blocks from the clean cache or the lower device.
+func (c *Cache) ReadAt(p []byte, off int64) (int, error) {
+	n := int64(len(p))
+	if err := device.CheckRange("extentcache: read", off, n, c.size); err != nil {
+		return 0, err
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	end := off + n
+	first, last := c.blockRange(off, end)
+	var tracked [maxTrackedClean]cleanBlock
+	nt := 0
+	overflow := false // clean blocks beyond tracked exist
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return 0, errClosed("read")
+	}
+	zs, ze, zeroed := int64(-1), int64(-1), false // the tree segment last looked up
+	anyZeroed := c.tree.Bytes(statetree.Zeroed) > 0
+	for b := first; b < last; b++ {
+		bo := b << c.shift
+		lo, hi := max(off, bo), min(end, c.blockEnd(b))
+		if pg := c.index[b]; pg != nil {
+			copy(p[lo-off:hi-off], pg.buf[lo-bo:hi-bo])
+			continue
+		}
+		if anyZeroed {
+			if bo < zs || bo >= ze {
+				r, ok := c.tree.Get(bo)
+				zs, ze, zeroed = bo, c.blockEnd(b), false
+				if ok {
+					zs, ze, zeroed = r.Start, r.End, r.Bits&statetree.Zeroed != 0
+				}
+			}
+			if zeroed {
+				clear(p[lo-off : hi-off])
+				continue
+			}
+		}
+		if nt < maxTrackedClean {
+			tracked[nt] = cleanBlock{b, c.gens[c.genSlot(b)]}
+			nt++
+		} else {
+			overflow = true
+		}
+	}
+	c.mu.Unlock()
+	if nt == 0 {
+		return len(p), nil
+	}
+	// Clean blocks: hits from the clean cache, misses from lower, grouped
+	// into contiguous runs.
+	runStart, runEnd := int64(-1), int64(-1)
+	flush := func() error {
+		if runStart < 0 {
+			return nil
+		}
+		lo, hi := max(off, runStart<<c.shift), min(end, c.blockEnd(runEnd-1))
+		if _, err := c.lower.ReadAt(p[lo-off:hi-off], lo); err != nil {
+			return fmt.Errorf("extentcache: read [%d,+%d): %w", lo, hi-lo, err)
+		}
+		runStart = -1
+		return nil
+	}
+	for i := 0; i < nt; i++ {
+		cb := tracked[i]
+		bo := cb.b << c.shift
+		lo, hi := max(off, bo), min(end, c.blockEnd(cb.b))
+		if c.clean != nil {
+			if v, ok := c.clean.Get(uint64(cb.b)); ok && binary.LittleEndian.Uint64(v) == cb.gen {
+				c.st.hits.Add(1)
+				copy(p[lo-off:hi-off], v[8+lo-bo:8+hi-bo])
+				if err := flush(); err != nil {
+					return 0, err
+				}
+				continue
+			}
+			c.st.misses.Add(1)
+		}
+		if runStart >= 0 && cb.b == runEnd {
+			runEnd++
+			continue
+		}
+		if err := flush(); err != nil {
+			return 0, err
+		}
+		runStart, runEnd = cb.b, cb.b+1
+	}
+	if err := flush(); err != nil {
+		return 0, err
+	}
+	if c.clean != nil {
+		// Fill the clean cache with the whole blocks just read from lower,
+		// tagged with the generation seen under mu: a write since then has
+		// bumped it, so a stale fill is never served.
+		for i := 0; i < nt; i++ {
+			cb := tracked[i]
+			bo := cb.b << c.shift
+			if bo < off || c.blockEnd(cb.b) > end || c.blockEnd(cb.b)-bo != c.bs {
+				continue
+			}
+			if v, ok := c.clean.Get(uint64(cb.b)); ok && binary.LittleEndian.Uint64(v) == cb.gen {
+				continue
+			}
+			v := make([]byte, 8+c.bs)
+			binary.LittleEndian.PutUint64(v, cb.gen)
+			copy(v[8:], p[bo-off:bo-off+c.bs])
+			c.clean.Set(uint64(cb.b), v, c.bs)
+		}
+	}
+	if overflow {
+		// Rare: a read with more than maxTrackedClean clean blocks.
+		// Re-read the rest block by block through the locked check.
+		b := tracked[nt-1].b + 1
+		lo := b << c.shift
+		if lo < end {
+			if _, err := c.ReadAt(p[lo-off:], lo); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return len(p), nil
+}
+
+// readClean fills buf with clean block b (buf is the block, possibly short
+// at the device end) from the clean cache if it holds generation gen, else
+// from lower.
+func (c *Cache) readClean(buf []byte, b int64, gen uint64) error {
+	if c.clean != nil {
+		if v, ok := c.clean.Get(uint64(b)); ok && binary.LittleEndian.Uint64(v) == gen {
+			c.st.hits.Add(1)
+			copy(buf, v[8:])
+			return nil
+		}
+		c.st.misses.Add(1)
+	}
+	_, err := c.lower.ReadAt(buf, b<<c.shift)
+	return err
+}

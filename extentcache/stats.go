@@ -1,0 +1,63 @@
+package extentcache
+
+import (
+	"time"
+
+	"github.com/extentd/extentd/statetree"
+)
+
+// Stats is a snapshot of the cache's counters, for metrics.
+type Stats struct {
+	DirtyBytes     int64 // bytes with Dirty
+	WritebackBytes int64 // bytes with a backing I/O in flight
+	ZeroedBytes    int64 // bytes zeroed or trimmed but not yet applied to lower
+	DelallocBytes  int64 // bytes with a space reservation not yet allocated
+	PageBytes      int64 // memory held by dirty and writeback pages
+	CachedBytes    int64 // bytes in the clean-block cache
+	TreeRanges     int   // records in the state tree
+
+	Hits, Misses uint64 // clean-cache lookups (dirty hits are not counted)
+	WriterWaits  uint64 // times a writer waited for memory (back-pressure)
+
+	WritebackIOs    uint64                 // backing data writes
+	WritebackBytesW uint64                 // bytes written back
+	WritebackSizes  [NumSizeBuckets]uint64 // WritebackSizes[i]: I/Os of ≤ 4 KiB<<i (last: larger)
+	ZeroIOs         uint64                 // backing trims/zeroes
+	WritebackErrors uint64                 // failed writeback I/Os
+
+	Flushes      uint64        // Flush calls
+	FlushTime    time.Duration // total time in Flush
+	FlushMax     time.Duration // longest Flush
+	LowerFlushes uint64        // lower Flush calls
+
+	StickyErr error // the pending writeback error, nil if none
+}
+
+// Stats returns a snapshot of the counters.
+func (c *Cache) Stats() Stats {
+	var s Stats
+	c.mu.Lock()
+	s.DirtyBytes = c.tree.Bytes(statetree.Dirty)
+	s.WritebackBytes = c.tree.Bytes(statetree.Writeback)
+	s.ZeroedBytes = c.tree.Bytes(statetree.Zeroed)
+	s.DelallocBytes = c.tree.Bytes(statetree.Delalloc)
+	s.PageBytes = int64(c.pagesInUse) * c.bs
+	s.TreeRanges = c.tree.Len()
+	s.StickyErr = c.stickyErr
+	c.mu.Unlock()
+	if c.clean != nil {
+		s.CachedBytes = c.clean.MaxCost() - c.clean.RemainingCost()
+	}
+	s.Hits, s.Misses = c.st.hits.Load(), c.st.misses.Load()
+	s.WriterWaits = c.st.waits.Load()
+	s.WritebackIOs, s.WritebackBytesW = c.st.wbIOs.Load(), c.st.wbBytes.Load()
+	for i := range s.WritebackSizes {
+		s.WritebackSizes[i] = c.st.wbSizes[i].Load()
+	}
+	s.ZeroIOs, s.WritebackErrors = c.st.zeroIOs.Load(), c.st.wbErrors.Load()
+	s.Flushes = c.st.flushes.Load()
+	s.FlushTime = time.Duration(c.st.flushNs.Load())
+	s.FlushMax = time.Duration(c.st.flushMaxNs.Load())
+	s.LowerFlushes = c.st.lowerFlushes.Load()
+	return s
+}

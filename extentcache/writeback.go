@@ -1,0 +1,390 @@
+package extentcache
+
+import (
+	"fmt"
+	"math/bits"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/extentd/extentd/device"
+	"github.com/extentd/extentd/statetree"
+)
+
+// NumSizeBuckets is the number of writeback I/O size buckets in Stats:
+// bucket i counts I/Os of at most 4 KiB << i bytes; the last bucket counts
+// everything larger.
+const NumSizeBuckets = 13
+
+// maxZeroIO bounds one zeroing/punching I/O of writeback.
+const maxZeroIO = 1 << 30
+
+// job is one claimed writeback cluster [start, end).
+type job struct {
+	start, end int64
+	zero       bool    // a Zeroed range: trim or zero lower
+	keep       bool    // with zero: keep the range allocated (ZeroKeep)
+	pages      []*page // with !zero: the page of each block, in order
+	bufs       [][]byte
+}
+
+// run is the writeback goroutine: the only code that claims clusters. It
+// serves Flush/SyncRange requests first, then expired data, then dirty data
+// above DirtyBackground, and sleeps otherwise.
+func (c *Cache) run() {
+	defer c.wg.Done()
+	tick := time.NewTicker(min(max(c.opts.WritebackAge/4, 10*time.Millisecond), time.Second))
+	defer tick.Stop()
+	for {
+		c.mu.Lock()
+		if len(c.reqs) > 0 {
+			reqs := c.reqs
+			c.reqs = nil
+			c.mu.Unlock()
+			c.serve(reqs)
+			continue
+		}
+		did := c.backgroundLocked()
+		c.mu.Unlock()
+		if did {
+			continue
+		}
+		select {
+		case <-c.wake:
+		case <-tick.C:
+		case <-c.done:
+			c.mu.Lock()
+			for c.inflight > 0 {
+				c.cond.Wait()
+			}
+			c.mu.Unlock()
+			return
+		}
+	}
+}
+
+// backgroundLocked claims and starts at most one cluster of expired or
+// excess dirty data and reports whether it did. Only the writeback
+// goroutine calls it; c.mu must be held.
+func (c *Cache) backgroundLocked() bool {
+	now := time.Now()
+	if now.Before(c.retryAt) {
+		return false
+	}
+	// Expired data first, oldest first.
+	limit := now.Add(-c.opts.WritebackAge).UnixNano()
+	for c.ages.len() > 0 && c.ages.front().t <= limit {
+		m := c.ages.front()
+		c.ages.pop()
+		r, ok := c.tree.Get(m.off)
+		if !ok || r.Bits&(statetree.Dirty|statetree.Zeroed) == 0 {
+			continue // clean by now
+		}
+		if r.Bits&(statetree.Writeback|statetree.Locked) != 0 {
+			c.ages.push(m.off, now.UnixNano()-int64(c.opts.WritebackAge)/2)
+			continue // retried later, once the I/O in flight is done
+		}
+		if _, ok := c.claimLocked(r, m.off); ok {
+			return true
+		}
+	}
+	// Then too much dirty data: sweep in offset order from the cursor.
+	if c.tree.Bytes(statetree.Dirty) <= c.opts.DirtyBackground {
+		return false
+	}
+	for wrapped := false; ; {
+		r, ok := c.findClaimableLocked(c.cursor, statetree.Dirty)
+		if !ok {
+			if wrapped || c.cursor == 0 {
+				return false
+			}
+			c.cursor, wrapped = 0, true
+			continue
+		}
+		at := max(r.Start, c.cursor)
+		if e, ok := c.claimLocked(r, at); ok {
+			c.cursor = e
+			return true
+		}
+		c.cursor = r.End
+	}
+}
+
+// findClaimableLocked returns the first range ending after from that has a
+// bit of want and neither Writeback nor Locked. c.mu must be held.
+func (c *Cache) findClaimableLocked(from int64, want statetree.Bits) (statetree.Range, bool) {
+	for from < c.size {
+		r, ok := c.tree.FindFirst(from, want)
+		if !ok {
+			break
+		}
+		if r.Bits&(statetree.Writeback|statetree.Locked) == 0 {
+			return r, true
+		}
+		from = r.End
+	}
+	return statetree.Range{}, false
+}
+
+// claimLocked claims the cluster around offset at of record r (Dirty or
+// Zeroed, neither Writeback nor Locked), waits for an in-flight slot and
+// starts its I/O. It reports false if nothing could be claimed. Only the
+// writeback goroutine calls it; c.mu must be held (it is released while
+// waiting for a slot, so the caller must not rely on r afterwards; the claim
+// itself is re-validated).
+func (c *Cache) claimLocked(r statetree.Range, at int64) (end int64, ok bool) {
+	for c.inflight >= c.opts.WritebackInFlight {
+		c.cond.Wait()
+	}
+	// Re-read the state: it may have changed while waiting.
+	r, ok = c.tree.Get(at)
+	if !ok || r.Bits&(statetree.Dirty|statetree.Zeroed) == 0 || r.Bits&(statetree.Writeback|statetree.Locked) != 0 {
+		return 0, false
+	}
+	j := c.newJobLocked()
+	if r.Bits&statetree.Dirty != 0 {
+		s, e, ok := c.tree.Cluster(at, statetree.Dirty, statetree.Writeback|statetree.Locked,
+			c.opts.MaxWritebackIO, c.opts.MaxWritebackIO)
+		if !ok {
+			c.freeJobLocked(j)
+			return 0, false
+		}
+		j.start, j.end = s, e
+		c.tree.Convert(s, e, statetree.Writeback, statetree.Dirty)
+		first, last := c.blockRange(s, e)
+		for b := first; b < last; b++ {
+			pg := c.index[b]
+			if pg == nil || pg.wb {
+				panic(fmt.Sprintf("extentcache: invariant: dirty block %d has no free page", b))
+			}
+			pg.wb = true
+			j.pages = append(j.pages, pg)
+		}
+	} else {
+		// A Zeroed run of one kind, without Writeback, from r onwards.
+		kind := r.Bits & ZeroKeep
+		s, e := r.Start, r.End
+		for e-s < maxZeroIO {
+			n, ok := c.tree.FindFirst(e, statetree.Zeroed)
+			if !ok || n.Start != e || n.Bits&(statetree.Writeback|statetree.Locked) != 0 || n.Bits&ZeroKeep != kind {
+				break
+			}
+			e = n.End
+		}
+		j.start, j.end, j.zero, j.keep = s, e, true, kind != 0
+		c.tree.Convert(s, e, statetree.Writeback, 0)
+	}
+	c.inflight++
+	c.wg.Add(1)
+	end = j.end // j belongs to the I/O goroutine from here on
+	go c.do(j)
+	return end, true
+}
+
+// do performs job j against lower without c.mu, then completes it.
+func (c *Cache) do(j *job) {
+	defer c.wg.Done()
+	var err error
+	if j.zero {
+		err = c.doZero(j)
+	} else {
+		err = c.doWrite(j)
+	}
+	c.mu.Lock()
+	c.completeLocked(j, err)
+	c.mu.Unlock()
+}
+
+// doWrite writes the pages of j with as few vectored writes as possible:
+// one when the cluster fits in maxIOV buffers.
+func (c *Cache) doWrite(j *job) error {
+	n := j.end - j.start
+	if c.alloc != nil {
+		if err := c.alloc.Allocate(j.start, n); err != nil {
+			return fmt.Errorf("extentcache: writeback allocate [%d,+%d): %w", j.start, n, err)
+		}
+	}
+	// Build the iovecs, merging pages that are contiguous in memory.
+	bufs := j.bufs[:0]
+	for i, pg := range j.pages {
+		b := pg.buf
+		if i == len(j.pages)-1 {
+			b = b[:j.end-(j.start+int64(i)<<c.shift)] // last block may be short at the device end
+		}
+		if k := len(bufs) - 1; k >= 0 {
+			last := bufs[k]
+			if cap(last) > len(last) && &last[:len(last)+1][len(last)] == &b[0] {
+				bufs[k] = last[:len(last)+len(b)]
+				continue
+			}
+		}
+		bufs = append(bufs, b)
+	}
+	j.bufs = bufs
+	off := j.start
+	for len(bufs) > 0 {
+		k := min(len(bufs), maxIOV)
+		var sz int64
+		for _, b := range bufs[:k] {
+			sz += int64(len(b))
+		}
+		if err := c.writeVec(bufs[:k], off, sz); err != nil {
+			return err
+		}
+		c.st.wbIOs.Add(1)
+		c.st.wbBytes.Add(uint64(sz))
+		c.st.wbSizes[sizeBucket(sz)].Add(1)
+		off += sz
+		bufs = bufs[k:]
+	}
+	return nil
+}
+
+// writeVec writes bufs (sz bytes in all) at off: with WriteVAt if lower
+// has it, else one WriteAt per buffer.
+func (c *Cache) writeVec(bufs [][]byte, off, sz int64) error {
+	if c.vw != nil {
+		w, err := c.vw.WriteVAt(bufs, off)
+		if err == nil && int64(w) != sz {
+			err = fmt.Errorf("short write of %d bytes", w)
+		}
+		if err != nil {
+			return fmt.Errorf("extentcache: writeback [%d,+%d): %w", off, sz, err)
+		}
+		return nil
+	}
+	for _, b := range bufs {
+		if _, err := c.lower.WriteAt(b, off); err != nil {
+			return fmt.Errorf("extentcache: writeback [%d,+%d): %w", off, len(b), err)
+		}
+		off += int64(len(b))
+	}
+	return nil
+}
+
+// doZero zeroes or punches the lower range of j.
+func (c *Cache) doZero(j *job) error {
+	off, n := j.start, j.end-j.start
+	c.st.zeroIOs.Add(1)
+	var err error
+	if z, ok := c.lower.(device.Zeroer); ok {
+		err = z.Zero(off, n, !j.keep)
+	} else if t, ok := c.lower.(device.Trimmer); ok && !j.keep {
+		err = t.Trim(off, n)
+	} else {
+		err = device.ErrNotSupported
+	}
+	if err == nil {
+		return nil
+	}
+	if !isNotSupported(err) {
+		return fmt.Errorf("extentcache: writeback zero [%d,+%d): %w", off, n, err)
+	}
+	// Fall back to writing zeros.
+	zb := make([]byte, min(n, 1<<20))
+	for n > 0 {
+		k := min(n, int64(len(zb)))
+		if _, err := c.lower.WriteAt(zb[:k], off); err != nil {
+			return fmt.Errorf("extentcache: writeback zero [%d,+%d): %w", off, k, err)
+		}
+		off, n = off+k, n-k
+	}
+	return nil
+}
+
+// completeLocked ends job j: on success the bytes that were not re-dirtied
+// become clean, on failure they become Dirty again. Either way Writeback is
+// cleared. c.mu must be held.
+func (c *Cache) completeLocked(j *job, err error) {
+	if err != nil {
+		c.recordFailureLocked(err)
+		c.ages.push(j.start, time.Now().Add(-c.opts.WritebackAge).UnixNano())
+	} else {
+		c.recordSuccessLocked()
+	}
+	if j.zero {
+		c.tree.Clear(j.start, j.end, statetree.Writeback)
+		if err == nil {
+			// Clear Zeroed where it is still of the kind just applied.
+			// Bytes written meanwhile have lost Zeroed already; bytes
+			// zeroed again with the same kind are zero in lower now (the
+			// write between never reached lower: it could not be claimed
+			// while this I/O was in flight).
+			rs := c.scratch[:0]
+			c.tree.Ascend(j.start, j.end, func(r statetree.Range) bool {
+				if r.Bits&statetree.Zeroed != 0 && (r.Bits&ZeroKeep != 0) == j.keep {
+					rs = append(rs, r)
+				}
+				return true
+			})
+			for _, r := range rs {
+				c.tree.Clear(max(r.Start, j.start), min(r.End, j.end), statetree.Zeroed|ZeroKeep|statetree.Delalloc)
+			}
+			c.scratch = rs[:0]
+		}
+	} else {
+		first := j.start >> c.shift
+		runStart := int64(-1)
+		for i, pg := range j.pages {
+			b := first + int64(i)
+			cur := c.index[b] == pg
+			switch {
+			case cur && err == nil:
+				delete(c.index, b) // clean now
+				c.freePageLocked(pg)
+			case cur: // failed: keep it dirty
+				pg.wb = false
+				if runStart < 0 {
+					runStart = b
+				}
+				continue
+			default: // rewritten or dropped meanwhile
+				c.freePageLocked(pg)
+			}
+			if runStart >= 0 {
+				c.tree.Set(runStart<<c.shift, b<<c.shift, statetree.Dirty, 0)
+				runStart = -1
+			}
+		}
+		if runStart >= 0 {
+			c.tree.Set(runStart<<c.shift, j.end, statetree.Dirty, 0)
+		}
+		clr := statetree.Writeback
+		if err == nil {
+			clr |= statetree.Delalloc // lower allocated it
+		}
+		c.tree.Clear(j.start, j.end, clr)
+	}
+	c.inflight--
+	c.freeJobLocked(j)
+	c.cond.Broadcast()
+	if c.log.Core().Enabled(zap.DebugLevel) {
+		c.log.Debug("writeback done", zap.Int64("off", j.start), zap.Int64("len", j.end-j.start), zap.Error(err))
+	}
+}
+
+// newJobLocked returns a recycled job. c.mu must be held.
+func (c *Cache) newJobLocked() *job {
+	if n := len(c.jobs); n > 0 {
+		j := c.jobs[n-1]
+		c.jobs = c.jobs[:n-1]
+		return j
+	}
+	return &job{}
+}
+
+// freeJobLocked recycles j. c.mu must be held.
+func (c *Cache) freeJobLocked(j *job) {
+	clear(j.pages)
+	clear(j.bufs)
+	*j = job{pages: j.pages[:0], bufs: j.bufs[:0]}
+	c.jobs = append(c.jobs, j)
+}
+
+// sizeBucket returns the Stats.WritebackSizes bucket of an I/O of n bytes.
+func sizeBucket(n int64) int {
+	if n <= 4096 {
+		return 0
+	}
+	return min(bits.Len64(uint64(n-1))-12, NumSizeBuckets-1)
+}

@@ -1,0 +1,253 @@
+package extentcache
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+)
+
+// quietOptions disable background writeback (no expiry within a test, no
+// background threshold) so that only Flush writes back.
+func quietOptions(tb testing.TB) Options {
+	o := testOptions(tb)
+	o.WritebackAge = time.Hour
+	o.MaxDirty = 16 << 20
+	o.DirtyBackground = 16 << 20
+	o.MaxWritebackIO = 64 << 10
+	return o
+}
+
+// expectedRuns returns the writes a flush of the dirty block set must
+// issue: one per maximal run of consecutive blocks, split at multiples of
+// window blocks.
+func expectedRuns(dirty []int64, window int64) []ioRange {
+	slices.Sort(dirty)
+	dirty = slices.Compact(dirty)
+	var out []ioRange
+	for i := 0; i < len(dirty); {
+		j := i + 1
+		for j < len(dirty) && dirty[j] == dirty[j-1]+1 && dirty[j]/window == dirty[i]/window {
+			j++
+		}
+		out = append(out, ioRange{dirty[i] * 4096, int64(j-i) * 4096})
+		i = j
+	}
+	return out
+}
+
+func TestWritebackCoalescing(t *testing.T) {
+	const bs, window = 4096, 16 // MaxWritebackIO = 16 blocks
+	cases := []struct {
+		name  string
+		dirty []int64
+	}{
+		{"single", []int64{7}},
+		{"run", []int64{0, 1, 2, 3}},
+		{"gaps", []int64{0, 1, 2, 3, 5, 9, 10}},
+		{"crosses windows", seq(10, 41)},
+		{"exact window", seq(16, 32)},
+		{"mixed", append(append(seq(3, 5), seq(14, 50)...), 63, 64, 200)},
+	}
+	seed := testSeed(t)
+	r := rand.New(rand.NewPCG(seed, 1))
+	for i := 0; i < 5; i++ {
+		var d []int64
+		for range 1 + r.IntN(60) {
+			d = append(d, r.Int64N(256))
+		}
+		cases = append(cases, struct {
+			name  string
+			dirty []int64
+		}{"random", d})
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			lower := newCountingDev(1 << 20)
+			c := newTestCache(t, lower, quietOptions(t))
+			order := slices.Clone(tc.dirty)
+			r.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+			for _, b := range order {
+				mustWrite(t, c, nil, fill(byte(b), b*bs, bs), b*bs)
+			}
+			if err := c.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			got := lower.takeWrites()
+			slices.SortFunc(got, func(a, b ioRange) int { return int(a.off - b.off) })
+			want := expectedRuns(slices.Clone(tc.dirty), window)
+			if !slices.Equal(got, want) {
+				t.Fatalf("lower writes\n got %v\nwant %v", got, want)
+			}
+			for _, b := range tc.dirty {
+				if !bytes.Equal(lower.data[b*bs:(b+1)*bs], fill(byte(b), b*bs, bs)) {
+					t.Fatalf("block %d not written back correctly", b)
+				}
+			}
+			st := c.Stats()
+			if st.WritebackIOs != uint64(len(want)) || st.DirtyBytes != 0 || st.PageBytes != 0 {
+				t.Fatalf("stats after flush: %+v", st)
+			}
+		})
+	}
+}
+
+func seq(from, to int64) []int64 {
+	var s []int64
+	for b := from; b < to; b++ {
+		s = append(s, b)
+	}
+	return s
+}
+
+// TestWritebackRedirty rewrites blocks while their writeback is in flight:
+// the old buffers must reach lower unchanged (copy-on-write), the new data
+// must stay dirty and readable, and a second flush must write it.
+func TestWritebackRedirty(t *testing.T) {
+	const bs = 4096
+	lower := newCountingDev(1 << 20)
+	c := newTestCache(t, lower, quietOptions(t))
+	model := make([]byte, 1<<20)
+	mustWrite(t, c, model, fill(1, 0, 4*bs), 0)
+	old := bytes.Clone(model[:4*bs])
+
+	gate := make(chan struct{})
+	lower.setGate(gate)
+	done := make(chan error, 1)
+	go func() { done <- c.Flush() }()
+	waitFor(t, "writeback in flight", func() bool { return c.Stats().WritebackBytes == 4*bs })
+	mustWrite(t, c, model, fill(2, bs, bs), bs)             // whole block under writeback
+	mustWrite(t, c, model, fill(3, 2*bs+100, 10), 2*bs+100) // partial block under writeback
+	verify(t, c, model, 0, 8*bs)
+	close(gate)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if img := lower.image(); !bytes.Equal(img[:4*bs], old) {
+		t.Fatalf("first writeback did not write the buffers as claimed (copy-on-write broken)")
+	}
+	verify(t, c, model, 0, 8*bs)
+	if st := c.Stats(); st.DirtyBytes != 2*bs {
+		t.Fatalf("re-dirtied bytes %d, want %d", st.DirtyBytes, 2*bs)
+	}
+	lower.setGate(nil)
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if img := lower.image(); !bytes.Equal(img[:8*bs], model[:8*bs]) {
+		t.Fatalf("second flush did not write the new data")
+	}
+	if w := lower.takeWrites(); len(w) != 2 || w[1] != (ioRange{bs, 2 * bs}) {
+		t.Fatalf("lower writes %v, want the cluster then [4096,+8192)", w)
+	}
+}
+
+// waitFor polls cond until it holds or 10 s pass.
+func waitFor(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestTrimAfterWriteInFlight trims a range whose older write is being
+// written back: the punch must come after that write, so lower ends up
+// zero and reads are zero throughout.
+func TestTrimAfterWriteInFlight(t *testing.T) {
+	const bs = 4096
+	for _, mayTrim := range []bool{true, false} {
+		lower := newCountingDev(1 << 20)
+		c := newTestCache(t, lower, quietOptions(t))
+		model := make([]byte, 1<<20)
+		mustWrite(t, c, model, fill(1, 0, 4*bs), 0)
+		gate := make(chan struct{})
+		lower.setGate(gate)
+		done := make(chan error, 1)
+		go func() { done <- c.Flush() }()
+		waitFor(t, "writeback in flight", func() bool { return c.Stats().WritebackBytes > 0 })
+		if err := c.Zero(0, 4*bs, mayTrim); err != nil {
+			t.Fatal(err)
+		}
+		clear(model[:4*bs])
+		verify(t, c, model, 0, 4*bs)
+		close(gate)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		lower.setGate(nil)
+		if err := c.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if img := lower.image(); !bytes.Equal(img[:4*bs], model[:4*bs]) {
+			t.Fatalf("mayTrim=%v: lower not zero after trim that followed a write", mayTrim)
+		}
+		verify(t, c, model, 0, 4*bs)
+	}
+}
+
+// TestWriteAfterTrimInFlight writes into a range whose zeroing is in
+// flight: the write must land after the zeroing.
+func TestWriteAfterTrimInFlight(t *testing.T) {
+	const bs = 4096
+	lower := newCountingDev(1 << 20)
+	c := newTestCache(t, lower, quietOptions(t))
+	model := make([]byte, 1<<20)
+	mustWrite(t, c, model, fill(1, 0, 8*bs), 0)
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Trim(0, 8*bs); err != nil {
+		t.Fatal(err)
+	}
+	clear(model[:8*bs])
+	gate := make(chan struct{})
+	lower.setGate(gate) // countingDev has no Trim: the zeroing is a write
+	done := make(chan error, 1)
+	go func() { done <- c.Flush() }()
+	waitFor(t, "zeroing in flight", func() bool { return c.Stats().WritebackBytes > 0 })
+	mustWrite(t, c, model, fill(2, bs, bs), bs)
+	mustWrite(t, c, model, fill(3, 5*bs+7, 3), 5*bs+7) // partial: zeroed block, no read from lower
+	verify(t, c, model, 0, 8*bs)
+	close(gate)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	lower.setGate(nil)
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if img := lower.image(); !bytes.Equal(img[:8*bs], model[:8*bs]) {
+		t.Fatalf("lower does not hold the write that followed the trim")
+	}
+	verify(t, c, model, 0, 8*bs)
+}
+
+// TestWriteThenTrimBeforeWriteback: a trim of dirty data that was never
+// written back drops it; lower (with old data) is then zeroed.
+func TestWriteThenTrimBeforeWriteback(t *testing.T) {
+	const bs = 4096
+	lower := newCountingDev(1 << 20)
+	copy(lower.data, fill(9, 0, 8*bs))
+	c := newTestCache(t, lower, quietOptions(t))
+	model := bytes.Clone(lower.data)
+	mustWrite(t, c, model, fill(1, 0, 8*bs), 0)
+	if err := c.Trim(bs+1, 6*bs); err != nil { // partial edges
+		t.Fatal(err)
+	}
+	clear(model[bs+1 : 7*bs+1])
+	verify(t, c, model, 0, 16*bs)
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if img := lower.image(); !bytes.Equal(img, model) {
+		t.Fatalf("lower differs from model after flush")
+	}
+	if st := c.Stats(); st.DirtyBytes != 0 || st.ZeroedBytes != 0 || st.PageBytes != 0 {
+		t.Fatalf("stats after flush: %+v", st)
+	}
+}

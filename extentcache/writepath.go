@@ -1,0 +1,157 @@
+package extentcache
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/extentd/extentd/device"
+	"github.com/extentd/extentd/statetree"
+)
+
+// WriteAt copies p into the cache at off and returns once the data is
+// readable (not yet durable: see Flush). Space for the bytes that are neither
+// allocated nor reserved is reserved first; if it does not fit, WriteAt
+// returns an error wrapping device.ErrNoSpace and changes nothing.
+//
+// A block that p covers only partly and that is neither dirty nor zeroed is
+// first read from the clean cache or the lower device (one block only), so a
+// sub-block write never exposes stale or unwritten bytes.
+func (c *Cache) WriteAt(p []byte, off int64) (int, error) {
+	n := int64(len(p))
+	if err := device.CheckRange("extentcache: write", off, n, c.size); err != nil {
+		return 0, err
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	if err := c.write(p, off); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// write applies p at off: it fills partial blocks, waits for memory,
+// reserves space and copies, all or nothing.
+func (c *Cache) write(p []byte, off int64) error {
+	end := off + int64(len(p))
+	first, last := c.blockRange(off, end)
+	// Partial first and last blocks.
+	headPartial := off&(c.bs-1) != 0 || end < c.blockEnd(first)
+	tailPartial := last-1 != first && end < c.blockEnd(last-1)
+	var fills [2]*page // pages filled from lower for the head and tail blocks
+	var fillBlk = [2]int64{first, last - 1}
+	var fillGen [2]uint64
+	c.mu.Lock()
+	defer func() {
+		for _, f := range fills {
+			if f != nil {
+				c.freePageLocked(f)
+			}
+		}
+		c.mu.Unlock()
+	}()
+	for {
+		if c.closed {
+			return errClosed("write")
+		}
+		// Back-pressure: wait while dirty memory is over the limit.
+		need := int(last - first)
+		if c.pagesInUse > 0 && c.pagesInUse+need > c.maxPages {
+			if c.stickyErr != nil && c.inflight == 0 {
+				return fmt.Errorf("extentcache: write [%d,+%d): dirty limit reached while writeback fails: %w",
+					off, len(p), c.stickyErr)
+			}
+			c.st.waits.Add(1)
+			c.kick()
+			c.cond.Wait()
+			continue
+		}
+		// Partial blocks that are clean must be read first, without mu.
+		missing := false
+		for i, partial := range [2]bool{headPartial, tailPartial} {
+			b := fillBlk[i]
+			if !partial || c.index[b] != nil || c.zeroedLocked(b) {
+				if fills[i] != nil {
+					c.freePageLocked(fills[i])
+					fills[i] = nil
+				}
+				continue
+			}
+			if fills[i] != nil && fillGen[i] == c.gens[c.genSlot(b)] {
+				continue // filled, and nothing touched the block since
+			}
+			if fills[i] == nil {
+				fills[i] = c.newPageLocked()
+			}
+			fillGen[i] = c.gens[c.genSlot(b)]
+			missing = true
+		}
+		if missing {
+			c.mu.Unlock()
+			var err error
+			for i := range fills {
+				if fills[i] != nil && (i == 0 || fillBlk[1] != fillBlk[0]) {
+					if err = c.readClean(fills[i].buf[:c.blockEnd(fillBlk[i])-fillBlk[i]<<c.shift], fillBlk[i], fillGen[i]); err != nil {
+						break
+					}
+				}
+			}
+			c.mu.Lock()
+			if err != nil {
+				return fmt.Errorf("extentcache: write [%d,+%d): read partial block: %w", off, len(p), err)
+			}
+			continue // re-check everything: the world moved while unlocked
+		}
+		break
+	}
+	// Reserve the space the write needs; all or nothing.
+	start, stop := first<<c.shift, c.blockEnd(last-1)
+	bitsSet := statetree.Dirty
+	if sp := c.opts.Space; sp != nil {
+		if _, err := sp.Reserve(start, stop-start); err != nil {
+			return fmt.Errorf("extentcache: write [%d,+%d): %w", off, len(p), err)
+		}
+		bitsSet |= statetree.Delalloc
+	}
+	newlyDirty := false
+	for b := first; b < last; b++ {
+		bo := b << c.shift
+		lo, hi := max(off, bo), min(end, c.blockEnd(b))
+		whole := lo == bo && hi == c.blockEnd(b)
+		pg := c.index[b]
+		switch {
+		case pg == nil:
+			newlyDirty = true
+			switch {
+			case whole:
+				pg = c.newPageLocked()
+			case b == fillBlk[0] && fills[0] != nil:
+				pg, fills[0] = fills[0], nil
+			case b == fillBlk[1] && fills[1] != nil:
+				pg, fills[1] = fills[1], nil
+			default: // partial block over Zeroed bytes
+				pg = c.newPageLocked()
+				clear(pg.buf)
+			}
+			c.index[b] = pg
+		case pg.wb:
+			// Copy-on-write: the old page is being written back.
+			np := c.newPageLocked()
+			if !whole {
+				copy(np.buf, pg.buf)
+			}
+			c.index[b] = np
+			pg = np
+		}
+		copy(pg.buf[lo-bo:hi-bo], p[lo-off:hi-off])
+	}
+	c.tree.Convert(start, stop, bitsSet, statetree.Zeroed|ZeroKeep)
+	c.bumpGensLocked(first, last)
+	if newlyDirty {
+		c.ages.push(start, time.Now().UnixNano())
+	}
+	if c.tree.Bytes(statetree.Dirty) > c.opts.DirtyBackground {
+		c.kick()
+	}
+	return nil
+}
