@@ -1199,6 +1199,9 @@ def markdown(result):
     if meta.get("wb_family"):
         L.append(f"extentd writeback histogram: `{meta['wb_family']}`.")
         L.append("")
+    if meta.get("skipped"):
+        L.append(f"Not run (--stop-by): {', '.join(meta['skipped'])}.")
+        L.append("")
     errs = [r for r in result["runs"] if "error" in r]
     if errs:
         L.append("Errors: " + "; ".join(f"{r['workload']}/{r['server']}/r{r['rep']}: "
@@ -1300,6 +1303,8 @@ def main():
     ap.add_argument("--tmpdir", default=None, help="where images go (default $TMPDIR or /tmp)")
     ap.add_argument("--out", default=None, help="results folder (default bench/results/STAMP)")
     ap.add_argument("--label", default="")
+    ap.add_argument("--stop-by", default=None, metavar="HH:MM",
+                    help="start no new session after this local time (the rest is listed as skipped)")
     ap.add_argument("--report", nargs="+", metavar="RESULTS_JSON",
                     help="run nothing: re-render the tables of saved runs (merged)")
     a = ap.parse_args()
@@ -1373,7 +1378,7 @@ def main():
                 if "fs" in wls:
                     plan.append((rep, "fs", s))
     n_fio = sum(len(main_wls) if k == "main" else 1 for _, k, _ in plan if k in ("main", "big"))
-    est = n_fio * (a.runtime + a.ramp + 4) + len(plan) * 6 + \
+    est = n_fio * (a.runtime + a.ramp + 3) + len(plan) * 10 + \
         sum(1 for p in plan if p[1] == "fs") * (25 if not a.quick else 5) + \
         sum(1 for p in plan if p[1] == "copy") * 10
     log(f"{len(plan)} sessions, {n_fio} fio runs, roughly {est / 60:.0f} min; results in {run.outdir}")
@@ -1408,6 +1413,15 @@ def main():
             json.dump(result, f, indent=None, separators=(",", ":"))
         os.replace(res_json + ".tmp", res_json)
 
+    stop_at = None
+    if a.stop_by:
+        h, m = (int(x) for x in a.stop_by.split(":"))
+        now = datetime.datetime.now()
+        t = now.replace(hour=h, minute=m, second=0, microsecond=0)
+        if t <= now:
+            t += datetime.timedelta(days=1)
+        stop_at = t.timestamp()
+
     def on_term(signum, frame):
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, on_term)
@@ -1428,6 +1442,10 @@ def main():
             result["meta"]["tarball"] = run.make_tarball()
             log(f"fs tree: {result['meta']['tarball']}")
         for i, (rep, kind, s) in enumerate(plan, 1):
+            if stop_at and time.time() >= stop_at:
+                result["meta"]["skipped"] = [f"r{r} {k} {x}" for r, k, x in plan[i - 1:]]
+                log(f"--stop-by reached: skipping the last {len(plan) - i + 1} sessions")
+                break
             log(f"session {i}/{len(plan)}: rep {rep} {kind} {s}  load {read('/proc/loadavg').split()[0]}")
             sess = Session(run, s, rep, kind, small_cache=a.big_cache if kind == "big" and s == "extentd" else 0,
                            image_from=copy_src if kind == "copy" else None)
