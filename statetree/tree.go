@@ -37,6 +37,7 @@ type Tree struct {
 	gen       uint64
 	bytes     [NumBits]int64 // bytes[i]: total bytes having bit i; sums over records
 	waiters   []*waiter      // goroutines blocked in WaitClear or Lock
+	woken     uint64         // waiters woken so far (for tests)
 }
 
 // New returns an empty Tree. It panics if opts (after EnsureDefaults) is

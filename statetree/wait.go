@@ -21,6 +21,7 @@ func (t *Tree) wake(a, b int64, cleared Bits) {
 		w := ws[i]
 		if w.start < b && a < w.end && w.bits&cleared != 0 {
 			close(w.ch)
+			t.woken++
 			last := len(ws) - 1
 			ws[i] = ws[last]
 			ws[last] = nil
