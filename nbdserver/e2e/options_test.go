@@ -51,7 +51,7 @@ func TestOptList(t *testing.T) {
 	if list2, err := h.List(); err != nil || len(list2) != 2 {
 		t.Fatalf("LIST after bad LIST: %v %v", list2, err)
 	}
-	info, err := h.Go("second", nil)
+	info, err := h.Go("second", nbdtest.DefaultInfoRequests())
 	if err != nil || info.Size != 1<<20 || info.Description != "two" {
 		t.Fatalf("GO second: %+v %v", info, err)
 	}

@@ -233,3 +233,9 @@ func (e *env) writeSeed(seed byte, off int64, n int) []byte {
 	}
 	return p
 }
+
+// defaultOpts is what most tests dial with: structured replies and
+// base:allocation.
+func defaultOpts() nbdtest.Options {
+	return nbdtest.Options{StructuredReplies: true, MetaContexts: []string{nbdtest.ContextBaseAllocation}}
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -21,7 +22,8 @@ type Request struct {
 	Cookie uint64 // 0: the Client assigns a unique cookie
 	Offset uint64
 	// Length is the request length. For NBD_CMD_WRITE the Client sets it
-	// to len(Payload).
+	// to len(Payload), and under extended headers also sets
+	// NBD_CMD_FLAG_PAYLOAD_LEN, which the spec requires there.
 	Length uint64
 	// Payload follows the header (NBD_CMD_WRITE data, or a BLOCK_STATUS
 	// payload with NBD_CMD_FLAG_PAYLOAD_LEN under extended headers).
@@ -150,6 +152,9 @@ func (c *Client) Err() error {
 func (c *Client) Submit(req Request) (*Call, error) {
 	if req.Type == CmdWrite {
 		req.Length = uint64(len(req.Payload))
+		if c.extended {
+			req.Flags |= CmdFlagPayloadLen
+		}
 	}
 	if !c.extended && req.Length > 0xffffffff {
 		return nil, fmt.Errorf("nbdtest: length %d needs extended headers", req.Length)
@@ -468,6 +473,9 @@ func (c *Client) chunk(flags, typ uint16, cookie, hdrOffset, length uint64) erro
 	}
 	req := call.Req
 	name := CmdName(req.Type)
+	if c.extended && hdrOffset != req.Offset {
+		return protoErrorf("%s: extended reply offset %d, request offset %d", name, hdrOffset, req.Offset)
+	}
 	if length > maxReplyPayload+64 {
 		return protoErrorf("%s: chunk type %d of %d bytes", name, typ, length)
 	}
@@ -664,6 +672,13 @@ func (c *Client) blockStatusChunk(call *Call, typ uint16, length uint64) (uint64
 		}
 		for d := p[8:]; len(d) > 0; d = d[16:] {
 			ext = append(ext, Extent{Length: binary.BigEndian.Uint64(d), Flags: binary.BigEndian.Uint64(d[8:])})
+		}
+		if strings.HasPrefix(c.contexts[id], "base:") {
+			for i, e := range ext {
+				if e.Flags>>32 != 0 {
+					return 0, protoErrorf("%s: base: context descriptor %d has status %#x (upper 32 bits must be zero)", name, i, e.Flags)
+				}
+			}
 		}
 	}
 	if _, ok := c.contexts[id]; !ok {

@@ -1,0 +1,260 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"math/big"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/extentd/extentd/nbdserver"
+	"github.com/extentd/extentd/nbdserver/nbdtest"
+)
+
+// testPKI is a throwaway CA with a server and a client certificate.
+type testPKI struct {
+	pool   *x509.CertPool
+	server tls.Certificate
+	client tls.Certificate
+}
+
+func newPKI(t testing.TB, name string) *testPKI {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: name + " test CA"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issue := func(serial int64, cn string, usage x509.ExtKeyUsage) tls.Certificate {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(serial),
+			Subject:      pkix.Name{CommonName: cn},
+			NotBefore:    now.Add(-time.Hour),
+			NotAfter:     now.Add(time.Hour),
+			KeyUsage:     x509.KeyUsageDigitalSignature,
+			ExtKeyUsage:  []x509.ExtKeyUsage{usage},
+			IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+			DNSNames:     []string{"localhost"},
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	}
+	p := &testPKI{pool: x509.NewCertPool()}
+	p.pool.AddCert(ca)
+	p.server = issue(2, "localhost", x509.ExtKeyUsageServerAuth)
+	p.client = issue(3, "client", x509.ExtKeyUsageClientAuth)
+	return p
+}
+
+func (p *testPKI) serverConfig(requireClientCert bool) *tls.Config {
+	c := &tls.Config{Certificates: []tls.Certificate{p.server}, MinVersion: tls.VersionTLS12}
+	if requireClientCert {
+		c.ClientAuth = tls.RequireAndVerifyClientCert
+		c.ClientCAs = p.pool
+	}
+	return c
+}
+
+func (p *testPKI) clientConfig(withCert bool) *tls.Config {
+	c := &tls.Config{RootCAs: p.pool, ServerName: "localhost", MinVersion: tls.VersionTLS12}
+	if withCert {
+		c.Certificates = []tls.Certificate{p.client}
+	}
+	return c
+}
+
+func withTLS(cfg *tls.Config, require bool) envConfig {
+	return func(o *nbdserver.Options) { o.TLSConfig, o.RequireTLS = cfg, require }
+}
+
+// roundTrip writes and reads back one block through c.
+func roundTrip(t *testing.T, c *nbdtest.Client, seed byte) {
+	t.Helper()
+	p := pattern(seed, 64<<10)
+	if _, err := c.WriteAt(p, int64(seed)<<16); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(p))
+	if _, err := c.ReadAt(got, int64(seed)<<16); err != nil || !bytes.Equal(got, p) {
+		t.Fatalf("read back over TLS: %v", err)
+	}
+}
+
+// TestTLSOptional: TLS offered but not required (SELECTIVETLS with no
+// TLS-only export). Both TLS and plaintext clients work; STARTTLS resets
+// earlier negotiation; a second STARTTLS is invalid.
+func TestTLSOptional(t *testing.T) {
+	pki := newPKI(t, "optional")
+	e := newEnv(t, withTLS(pki.serverConfig(false), false))
+
+	c := e.dial(nbdtest.Options{TLSConfig: pki.clientConfig(false), StructuredReplies: true, MetaContexts: []string{nbdtest.ContextBaseAllocation}})
+	if _, ok := c.Conn().(*tls.Conn); !ok {
+		t.Fatal("client connection is not TLS")
+	}
+	roundTrip(t, c, 1)
+	if _, err := c.BlockStatus(0, 1<<20, 0); err != nil {
+		t.Fatal(err)
+	}
+	roundTrip(t, e.dial(nbdtest.Options{}), 2)
+
+	// STRUCTURED_REPLY before STARTTLS must be forgotten: after GO the
+	// server must use simple replies (the client fails a structured one
+	// with ErrProtocol).
+	h := e.handshake()
+	if err := h.StructuredReply(); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.StartTLS(context.Background(), pki.clientConfig(false)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Option(nbdtest.OptStartTLS, nil); !errors.Is(err, nbdtest.RepErrInvalid) {
+		t.Fatalf("second STARTTLS: %v, want NBD_REP_ERR_INVALID", err)
+	}
+	info, err := h.Go("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Has(nbdtest.TFlagSendDF) {
+		t.Errorf("SEND_DF advertised though structured replies were reset by STARTTLS")
+	}
+	cl, err := h.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if cl.Structured() {
+		t.Fatal("client thinks structured replies survive STARTTLS")
+	}
+	roundTrip(t, cl, 3)
+
+	// STARTTLS with data is invalid and leaves the session plaintext.
+	h = e.handshake()
+	if _, err := h.Option(nbdtest.OptStartTLS, []byte{0}); !errors.Is(err, nbdtest.RepErrInvalid) {
+		t.Fatalf("STARTTLS with data: %v, want NBD_REP_ERR_INVALID", err)
+	}
+	if _, err := h.Go("", nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTLSRequired: FORCEDTLS refuses every option but STARTTLS and ABORT
+// with ERR_TLS_REQD, and EXPORT_NAME in plaintext ends the connection.
+func TestTLSRequired(t *testing.T) {
+	pki := newPKI(t, "required")
+	e := newEnv(t, withTLS(pki.serverConfig(false), true))
+	h := e.handshake()
+	for _, opt := range []struct {
+		code uint32
+		data []byte
+	}{
+		{nbdtest.OptList, nil},
+		{nbdtest.OptInfo, nbdtest.InfoPayload("", nil)},
+		{nbdtest.OptGo, nbdtest.InfoPayload("", nil)},
+		{nbdtest.OptStructuredReply, nil},
+	} {
+		if _, err := h.Option(opt.code, opt.data); !errors.Is(err, nbdtest.RepErrTLSReqd) {
+			t.Errorf("plaintext %s: %v, want NBD_REP_ERR_TLS_REQD", nbdtest.OptName(opt.code), err)
+		}
+	}
+	if err := h.StartTLS(context.Background(), pki.clientConfig(false)); err != nil {
+		t.Fatal(err)
+	}
+	if list, err := h.List(); err != nil || len(list) != 1 {
+		t.Fatalf("LIST over TLS: %v %v", list, err)
+	}
+	if _, err := h.Go("", nil); err != nil {
+		t.Fatal(err)
+	}
+	c, err := h.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	roundTrip(t, c, 4)
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	h = e.handshake()
+	if _, err := h.ExportName(""); err == nil {
+		t.Fatal("plaintext EXPORT_NAME succeeded under RequireTLS")
+	}
+	if err := h.ExpectClosed(closeWait); err != nil {
+		t.Fatal(err)
+	}
+	h = e.handshake()
+	if err := h.Abort(); err != nil {
+		t.Fatalf("ABORT under RequireTLS: %v", err)
+	}
+	// A Dial without TLS fails cleanly.
+	if _, err := nbdtest.Dial(context.Background(), e.Network, e.Addr, nbdtest.Options{}); !errors.Is(err, nbdtest.RepErrTLSReqd) {
+		t.Fatalf("plaintext dial: %v", err)
+	}
+}
+
+// TestTLSClientCert: with RequireAndVerifyClientCert, only a client with a
+// certificate from the right CA gets through; failures do not hurt the
+// server.
+func TestTLSClientCert(t *testing.T) {
+	pki := newPKI(t, "mtls")
+	other := newPKI(t, "other")
+	e := newEnv(t, withTLS(pki.serverConfig(true), true))
+
+	c := e.dial(nbdtest.Options{TLSConfig: pki.clientConfig(true)})
+	roundTrip(t, c, 5)
+
+	foreign := pki.clientConfig(false)
+	// GetClientCertificate sends the foreign certificate even though it
+	// does not match the CAs the server asks for.
+	foreign.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &other.client, nil }
+	untrusting := other.clientConfig(true)
+	for name, cfg := range map[string]*tls.Config{
+		"no client cert":      pki.clientConfig(false),
+		"foreign client cert": foreign,
+		"untrusted server":    untrusting,
+	} {
+		// With TLS 1.3 the client may finish its handshake before the
+		// server rejects the certificate; the failure then shows at GO.
+		cl, err := nbdtest.Dial(context.Background(), e.Network, e.Addr, nbdtest.Options{TLSConfig: cfg})
+		if err == nil {
+			cl.Close()
+			t.Errorf("%s: connection accepted", name)
+			continue
+		}
+		t.Logf("%s: refused: %v", name, err)
+	}
+	roundTrip(t, c, 6)
+	ok := e.dial(nbdtest.Options{TLSConfig: pki.clientConfig(true), StructuredReplies: true})
+	roundTrip(t, ok, 7)
+}
