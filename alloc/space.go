@@ -8,7 +8,37 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/extentd/extentd/device"
+	"github.com/extentd/extentd/statetree"
 )
+
+// The per-block states of a Space, as statetree bits. A block has at most
+// one of them; a block with none is free (a hole nobody claimed).
+const (
+	// allocatedBit: the block is backed by storage in the image file.
+	allocatedBit = statetree.Bits(1 << 8)
+	// reservedBit: the cache reserved the block for data not yet written
+	// back (delalloc).
+	reservedBit = statetree.Delalloc
+	// chargedBit: a File write in progress charged the block (it was
+	// neither allocated nor reserved); it becomes allocated when the
+	// write succeeds.
+	chargedBit = statetree.Bits(1 << 9)
+)
+
+// stateName names one state for messages.
+func stateName(b statetree.Bits) string {
+	switch b {
+	case 0:
+		return "free"
+	case allocatedBit:
+		return "allocated"
+	case reservedBit:
+		return "reserved"
+	case chargedBit:
+		return "charged"
+	}
+	return b.String()
+}
 
 // SpaceStats is a snapshot of a Space, in bytes.
 type SpaceStats struct {
@@ -77,9 +107,11 @@ type Space struct {
 	refreshMu sync.Mutex // serialises statfs refreshes; taken before mu, never under it
 
 	mu sync.Mutex // guards the following; leaf lock
-	// m holds, per block, at most one of allocatedBit, reservedBit and
-	// chargedBit (blocks charged by File writes in progress).
-	m *blockMap // +checklocks:mu
+	// t holds, per block, at most one of allocatedBit, reservedBit and
+	// chargedBit. Its size is the image size rounded up to blockSize.
+	t *statetree.Tree // +checklocks:mu
+	// cs is reused by Release (no allocation in steady state).
+	cs statetree.ChangeSet // +checklocks:mu
 	// hostFree is statfs free bytes at lastRefresh.
 	hostFree int64 // +checklocks:mu
 	// allocAtRefresh is m's allocated bytes just before that statfs.
@@ -90,7 +122,7 @@ type Space struct {
 	refreshErr error // +checklocks:mu
 	outOfSpace bool  // +checklocks:mu
 	// scratch holds the free pieces of a Reserve between scan and set.
-	scratch []run // +checklocks:mu
+	scratch []statetree.Range // +checklocks:mu
 }
 
 // spaceConfig is what newSpace needs; File fills it from Options.
@@ -116,7 +148,7 @@ func newSpace(c spaceConfig) *Space {
 		interval:  c.interval,
 		statfs:    c.statfs,
 		log:       c.log,
-		m:         newBlockMap(size),
+		t:         statetree.New(statetree.Options{Size: size, BlockSize: c.blockSize}),
 	}
 }
 
@@ -174,29 +206,29 @@ func (s *Space) Reserve(off, n int64) (reserved int64, err error) {
 		return 0, fmt.Errorf("alloc: reserve [%d,+%d): %d new bytes while out of space: %w", off, n, need, device.ErrNoSpace)
 	}
 	return 0, fmt.Errorf("alloc: reserve [%d,+%d): %d new bytes, %d allocated + %d reserved of capacity %d: %w",
-		off, n, need, s.m.bytes[0], s.m.bytes[1]+s.m.bytes[2], s.capacityLocked(), device.ErrNoSpace)
+		off, n, need, s.t.Bytes(allocatedBit), s.t.Bytes(reservedBit|chargedBit), s.capacityLocked(), device.ErrNoSpace)
 }
 
 // reserveLocked sets bit (reservedBit or chargedBit) on the blocks of the
 // block range [start, end) that have no bit, if capacity allows (and, for
 // reservedBit, OutOfSpace is clear); ok reports success. s.mu must be held.
-func (s *Space) reserveLocked(start, end int64, bit mapBits) (reserved int64, ok bool) {
+func (s *Space) reserveLocked(start, end int64, bit statetree.Bits) (reserved int64, ok bool) {
 	free := s.scratch[:0]
 	cur := start
-	s.m.ascend(start, end, func(r run) bool {
-		if cur < r.start {
-			free = append(free, run{cur, r.start, 0})
+	s.t.Ascend(start, end, func(r statetree.Range) bool {
+		if cur < r.Start {
+			free = append(free, statetree.Range{Start: cur, End: r.Start})
 		}
-		cur = r.end
+		cur = r.End
 		return true
 	})
 	if cur < end {
-		free = append(free, run{cur, end, 0})
+		free = append(free, statetree.Range{Start: cur, End: end})
 	}
 	s.scratch = free[:0]
 	var need int64
 	for _, r := range free {
-		need += r.end - r.start
+		need += r.Len()
 	}
 	if need == 0 {
 		return 0, true
@@ -205,7 +237,7 @@ func (s *Space) reserveLocked(start, end int64, bit mapBits) (reserved int64, ok
 		return 0, false
 	}
 	for _, r := range free {
-		s.m.apply(r.start, r.end, bit, 0)
+		s.t.Set(r.Start, r.End, bit, 0)
 	}
 	return need, true
 }
@@ -214,15 +246,15 @@ func (s *Space) reserveLocked(start, end int64, bit mapBits) (reserved int64, ok
 // reserved nor charged. s.mu must be held.
 func (s *Space) newBytesLocked(start, end int64) int64 {
 	held := int64(0)
-	s.m.ascend(start, end, func(r run) bool {
-		held += r.end - r.start
+	s.t.Ascend(start, end, func(r statetree.Range) bool {
+		held += r.Len()
 		return true
 	})
 	return end - start - held
 }
 
 // usedLocked is allocated + reserved + charged bytes. s.mu must be held.
-func (s *Space) usedLocked() int64 { return s.m.bytes[0] + s.m.bytes[1] + s.m.bytes[2] }
+func (s *Space) usedLocked() int64 { return s.t.Bytes(allocatedBit | reservedBit | chargedBit) }
 
 // capacityLocked returns min(thinLimit, allocAtRefresh + hostFree −
 // margin). Before any statfs succeeded it is thinLimit. s.mu must be held.
@@ -244,8 +276,9 @@ func (s *Space) Release(off, n int64) (released int64) {
 	start, stop := s.roundIn(off, end-off)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, lost := s.m.apply(start, stop, 0, reservedBit)
-	return lost[1]
+	s.cs.Reset()
+	s.t.ClearRecord(start, stop, reservedBit, &s.cs)
+	return s.cs.Bytes
 }
 
 // Stats returns a snapshot of the accounting.
@@ -254,9 +287,9 @@ func (s *Space) Stats() SpaceStats {
 	defer s.mu.Unlock()
 	return SpaceStats{
 		Capacity:   s.capacityLocked(),
-		Allocated:  s.m.bytes[0],
-		Reserved:   s.m.bytes[1],
-		HostFree:   max(0, s.hostFree-(s.m.bytes[0]-s.allocAtRefresh)),
+		Allocated:  s.t.Bytes(allocatedBit),
+		Reserved:   s.t.Bytes(reservedBit),
+		HostFree:   max(0, s.hostFree-(s.t.Bytes(allocatedBit)-s.allocAtRefresh)),
 		OutOfSpace: s.outOfSpace,
 	}
 }
@@ -279,15 +312,18 @@ func (s *Space) SetOutOfSpace(v bool) {
 func (s *Space) Check() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.m.check(); err != nil {
+	if err := s.t.Check(); err != nil {
 		return fmt.Errorf("alloc: space map: %w", err)
 	}
 	var err error
-	s.m.ascend(0, s.size, func(r run) bool {
-		if r.bits&(r.bits-1) != 0 {
-			err = fmt.Errorf("alloc: space map: [%d,%d) is %v (more than one state)", r.start, r.end, r.bits)
-		} else if r.start%s.blockSize != 0 || r.end%s.blockSize != 0 {
-			err = fmt.Errorf("alloc: space map: [%d,%d) not aligned to %d", r.start, r.end, s.blockSize)
+	s.t.Ascend(0, s.size, func(r statetree.Range) bool {
+		switch {
+		case r.Bits&(r.Bits-1) != 0:
+			err = fmt.Errorf("alloc: space map: [%d,%d) is %v: more than one state", r.Start, r.End, r.Bits)
+		case r.Bits&^(allocatedBit|reservedBit|chargedBit) != 0:
+			err = fmt.Errorf("alloc: space map: [%d,%d) has foreign bits %v", r.Start, r.End, r.Bits)
+		case r.Owner != 0:
+			err = fmt.Errorf("alloc: space map: [%d,%d) has owner %d", r.Start, r.End, r.Owner)
 		}
 		return err == nil
 	})
@@ -319,7 +355,7 @@ func (s *Space) refresh() {
 // (conservative), never high.
 func (s *Space) refreshLocked() {
 	s.mu.Lock()
-	a0 := s.m.bytes[0]
+	a0 := s.t.Bytes(allocatedBit)
 	s.mu.Unlock()
 	free, err := s.statfs()
 	s.mu.Lock()
@@ -368,9 +404,9 @@ func (s *Space) endWrite(off, n int64, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if ok {
-		s.m.apply(start, end, allocatedBit, reservedBit|chargedBit)
+		s.t.Convert(start, end, allocatedBit, reservedBit|chargedBit)
 	} else {
-		s.m.apply(start, end, 0, chargedBit)
+		s.t.Clear(start, end, chargedBit)
 	}
 }
 
@@ -380,12 +416,14 @@ func (s *Space) markFree(off, n int64) {
 	start, end := s.roundIn(off, n)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.m.apply(start, end, 0, allocatedBit)
+	s.t.Clear(start, end, allocatedBit)
 }
 
-// markAllocatedLocked records data found at Open. s.mu must be held.
+// markAllocatedLocked records blocks that hold data: found at Open, or left
+// by a failed punch. Reservations and charges there are consumed. s.mu
+// must be held.
 func (s *Space) markAllocatedLocked(start, end int64) {
-	s.m.apply(alignDown(start, s.blockSize), min(alignUp(end, s.blockSize), s.size), allocatedBit, 0)
+	s.t.Convert(alignDown(start, s.blockSize), min(alignUp(end, s.blockSize), s.size), allocatedBit, reservedBit|chargedBit)
 }
 
 // nextData returns the first allocated stretch intersecting [from, to),
@@ -393,18 +431,18 @@ func (s *Space) markAllocatedLocked(start, end int64) {
 func (s *Space) nextData(from, to int64) (start, end int64, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.m.ascend(from, to, func(r run) bool {
-		if r.bits&allocatedBit == 0 {
+	s.t.Ascend(from, to, func(r statetree.Range) bool {
+		if r.Bits&allocatedBit == 0 {
 			return !ok
 		}
 		if !ok {
-			start, end, ok = r.start, r.end, true
+			start, end, ok = r.Start, r.End, true
 			return true
 		}
-		if r.start != end {
+		if r.Start != end {
 			return false
 		}
-		end = r.end
+		end = r.End
 		return true
 	})
 	return start, end, ok
