@@ -1074,6 +1074,42 @@ def headline(result):
     return L + [""]
 
 
+def overview(result):
+    """One row per server: the medians side by side (the README's rows)."""
+    summ = result["summary"]
+    servers = [s for s in result["meta"]["servers"] if s in summ]
+    wls = [w for w in W.WORKLOADS if any(w in summ[s] for s in servers)]
+    if not wls:
+        return []
+    head = [f"{w} {'MiB/s' if W.WORKLOADS[w]['unit'] == 'bw' else 'IOPS'}" for w in wls]
+    L = ["| server | " + " | ".join(head) +
+         " | W1 CPU-s/GiB | W1 write to image | W1 extents | W1 alloc |",
+         "|---|" + "---|" * (len(wls) + 4)]
+    for s in servers:
+        row = [s]
+        for w in wls:
+            c = summ[s].get(w)
+            if not c:
+                row.append("—")
+            elif W.WORKLOADS[w]["unit"] == "bw":
+                row.append(f"{med(c, 'bw') / MiB:.0f}")
+            else:
+                row.append(fnum(med(c, "iops")))
+        c = summ[s].get("W1") or {}
+        cpg = med(c, "cpu_per_gib")
+        row.append(f"{cpg:.2f}" if cpg is not None else "—")
+        if W.SERVERS.get(s, {}).get("memory"):
+            row += ["no image", "—", "—"]
+        else:
+            v = med(c, "metrics_avg_write") if s == "extentd" else None
+            v = v if v is not None else med(c, "backing_avg_write")
+            row.append(fbytes(v) if v is not None else "—")
+            row.append(fnum(med(c, "extents")))
+            row.append(fbytes(med(c, "alloc")))
+        L.append("| " + " | ".join(row) + " |")
+    return L + [""]
+
+
 def markdown(result):
     meta, summ = result["meta"], result["summary"]
     servers = [s for s in meta["servers"] if s in summ]
@@ -1093,6 +1129,9 @@ def markdown(result):
              (f" at `{f['git']}`" if f.get("git") else ""))
     L.append("")
     L += headline(result)
+    ov = overview(result)
+    if ov:
+        L += ["Overview (medians):", ""] + ov
     wls = [w for w in meta["workloads"] if w in W.WORKLOADS and any(w in summ[s] for s in servers)]
     if wls:
         L.append("Cell: throughput median [min–max] · latency p50/p99 (fio clat) · server "
@@ -1210,6 +1249,24 @@ def markdown(result):
     return "\n".join(L)
 
 
+DOCS_BEGIN = "<!-- bench/run.sh:begin -->"
+DOCS_END = "<!-- bench/run.sh:end -->"
+
+
+def write_docs(path, md):
+    """Replace the generated block of path (between DOCS_BEGIN and DOCS_END)."""
+    text = read(path)
+    if DOCS_BEGIN not in text or DOCS_END not in text:
+        raise SystemExit(f"--docs {path}: no {DOCS_BEGIN} … {DOCS_END} block to replace")
+    head, rest = text.split(DOCS_BEGIN, 1)
+    _, tail = rest.split(DOCS_END, 1)
+    body = md.replace("## extentd bench", "### Run", 1)
+    with open(path + ".tmp", "w") as f:
+        f.write(head + DOCS_BEGIN + "\n" + body.rstrip() + "\n" + DOCS_END + tail)
+    os.replace(path + ".tmp", path)
+    log(f"tables written into {path}")
+
+
 # -------------------------------------------------------------------- run --
 class Run:
     def __init__(self, a):
@@ -1305,6 +1362,9 @@ def main():
     ap.add_argument("--label", default="")
     ap.add_argument("--stop-by", default=None, metavar="HH:MM",
                     help="start no new session after this local time (the rest is listed as skipped)")
+    ap.add_argument("--docs", default=None, metavar="FILE",
+                    help="also put the tables into FILE between the lines "
+                         f"{DOCS_BEGIN} and {DOCS_END} (e.g. docs/BENCHMARKS.md)")
     ap.add_argument("--report", nargs="+", metavar="RESULTS_JSON",
                     help="run nothing: re-render the tables of saved runs (merged)")
     a = ap.parse_args()
@@ -1323,7 +1383,10 @@ def main():
                 merged["meta"]["workloads"] += [w for w in r["meta"]["workloads"]
                                                 if w not in merged["meta"]["workloads"]]
         merged["summary"] = summarize(merged["runs"])
-        print(markdown(merged))
+        md = markdown(merged)
+        if a.docs:
+            write_docs(a.docs, md)
+        print(md)
         return 0
 
     if a.quick:
@@ -1500,6 +1563,8 @@ def main():
     md = markdown(result)
     with open(os.path.join(run.outdir, "summary.md"), "w") as f:
         f.write(md)
+    if a.docs:
+        write_docs(a.docs, md)
     print(md)
     log(f"results: {res_json} and summary.md ({result['meta']['duration_s'] / 60:.1f} min)")
     return 130 if interrupted else 0
