@@ -35,6 +35,9 @@ func (c *Cache) Extents(off, n int64, yield func(device.Extent) bool) error {
 	var pending device.Extent // merged extent not yet yielded
 	stopped := false
 	emit := func(e device.Extent) bool {
+		if stopped {
+			return false
+		}
 		if e.Len <= 0 {
 			return true
 		}

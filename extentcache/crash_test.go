@@ -1,0 +1,96 @@
+package extentcache
+
+import (
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/extentd/extentd/device/memdev"
+)
+
+// TestCrash runs random operations over a crashable memdev with background
+// writeback running, and takes crash images at random points (whether
+// writeback is idle or mid-way). Every byte that has not changed since it
+// was last made durable (by a successful Flush, or a SyncRange over it)
+// must be in the crash image with that value.
+func TestCrash(t *testing.T) {
+	seed := testSeed(t)
+	r := rand.New(rand.NewPCG(seed, 7))
+	const size = 2<<20 + 512
+	mem := memdev.New(size, memdev.Options{Crashable: true})
+	opts := testOptions(t)
+	opts.WritebackAge = 2 * time.Millisecond
+	c := newTestCache(t, mem, opts)
+	model := make([]byte, size)
+	stable := make([]bool, size) // byte unchanged since it was last made durable
+	for i := range stable {
+		stable[i] = true // all zero and durable at the start
+	}
+	markChanged := func(off, n int64) {
+		for i := off; i < off+n; i++ {
+			stable[i] = false
+		}
+	}
+	markDurable := func(off, n int64) {
+		for i := off; i < off+n; i++ {
+			stable[i] = true
+		}
+	}
+	ops := 1500
+	if testing.Short() {
+		ops = 400
+	}
+	crashes := 0
+	for i := 0; i < ops; i++ {
+		off, n := randRange(r, size)
+		switch k := r.IntN(100); {
+		case k < 55:
+			p := fill(byte(i), off, int(n))
+			mustWrite(t, c, model, p, off)
+			markChanged(off, n)
+		case k < 65:
+			if err := c.Zero(off, n, r.IntN(3) > 0); err != nil {
+				t.Fatal(err)
+			}
+			clear(model[off : off+n])
+			markChanged(off, n)
+		case k < 72:
+			if err := c.Flush(); err != nil {
+				t.Fatalf("Flush: %v", err)
+			}
+			markDurable(0, size)
+		case k < 80:
+			if err := c.SyncRange(off, n); err != nil {
+				t.Fatalf("SyncRange: %v", err)
+			}
+			markDurable(off, n)
+		default:
+			if r.IntN(4) == 0 {
+				time.Sleep(time.Duration(r.IntN(3000)) * time.Microsecond) // let writeback run
+			}
+		}
+		if r.IntN(60) == 0 || i == ops-1 {
+			crashes++
+			checkCrash(t, mem.Crash(), model, stable, i)
+		}
+	}
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	markDurable(0, size)
+	checkCrash(t, mem.Crash(), model, stable, ops)
+	t.Logf("%d crash images checked", crashes+1)
+}
+
+func checkCrash(tb testing.TB, crashed *memdev.Dev, model []byte, stable []bool, op int) {
+	tb.Helper()
+	img := make([]byte, len(model))
+	if _, err := crashed.ReadAt(img, 0); err != nil {
+		tb.Fatal(err)
+	}
+	for i := range img {
+		if stable[i] && img[i] != model[i] {
+			tb.Fatalf("crash after op %d: durable byte at %d is %d in the crash image, want %d", op, i, img[i], model[i])
+		}
+	}
+}

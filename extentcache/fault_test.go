@@ -1,0 +1,295 @@
+package extentcache
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/extentd/extentd/device"
+	"github.com/extentd/extentd/device/faultdev"
+	"github.com/extentd/extentd/device/memdev"
+)
+
+// fakeSpace is a Space with a capacity in blocks. Reservations are never
+// converted (the fake cannot see lower writes), which is enough to test
+// ENOSPC at write time and the out-of-space switch.
+type fakeSpace struct {
+	mu         sync.Mutex
+	bs, cap    int64
+	reserved   map[int64]bool
+	outOfSpace bool
+	oosCalls   []bool
+}
+
+func newFakeSpace(bs, capBlocks int64) *fakeSpace {
+	return &fakeSpace{bs: bs, cap: capBlocks, reserved: map[int64]bool{}}
+}
+
+func (s *fakeSpace) Reserve(off, n int64) (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var add []int64
+	for b := off / s.bs; b < (off+n+s.bs-1)/s.bs; b++ {
+		if !s.reserved[b] {
+			add = append(add, b)
+		}
+	}
+	if len(add) == 0 {
+		return 0, nil
+	}
+	if s.outOfSpace {
+		return 0, fmt.Errorf("fakespace: reserve [%d,+%d): host full: %w", off, n, device.ErrNoSpace)
+	}
+	if int64(len(s.reserved)+len(add)) > s.cap {
+		return 0, fmt.Errorf("fakespace: reserve [%d,+%d): %w", off, n, device.ErrNoSpace)
+	}
+	for _, b := range add {
+		s.reserved[b] = true
+	}
+	return int64(len(add)) * s.bs, nil
+}
+
+func (s *fakeSpace) Release(off, n int64) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var k int64
+	for b := off / s.bs; b < (off+n)/s.bs; b++ {
+		if s.reserved[b] {
+			delete(s.reserved, b)
+			k++
+		}
+	}
+	return k * s.bs
+}
+
+func (s *fakeSpace) SetOutOfSpace(v bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.outOfSpace = v
+	s.oosCalls = append(s.oosCalls, v)
+}
+
+func (s *fakeSpace) state() (bool, []bool, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.outOfSpace, append([]bool(nil), s.oosCalls...), len(s.reserved)
+}
+
+// TestWriteNoSpace: a write that does not fit its reservation fails at once
+// with ENOSPC and changes nothing; overwrites of reserved bytes need
+// nothing new; a trim releases space.
+func TestWriteNoSpace(t *testing.T) {
+	const bs = 4096
+	mem := memdev.New(1<<20, memdev.Options{})
+	sp := newFakeSpace(bs, 8)
+	o := quietOptions(t)
+	o.Space = sp
+	c := newTestCache(t, mem, o)
+	model := make([]byte, 1<<20)
+	mustWrite(t, c, model, fill(1, 0, 6*bs), 0)
+	if _, err := c.WriteAt(fill(2, 10*bs, 3*bs), 10*bs); !errors.Is(err, device.ErrNoSpace) {
+		t.Fatalf("write past capacity: err %v, want ErrNoSpace", err)
+	}
+	verify(t, c, model, 0, 1<<20)                   // nothing of the failed write applied
+	mustWrite(t, c, model, fill(3, 100, 5*bs), 100) // overwrite: no new space
+	if err := c.Zero(10*bs, 4*bs, false); !errors.Is(err, device.ErrNoSpace) {
+		t.Fatalf("NO_HOLE zero past capacity: err %v, want ErrNoSpace", err)
+	}
+	if err := c.Trim(0, 4*bs); err != nil {
+		t.Fatal(err)
+	}
+	clear(model[:4*bs])
+	mustWrite(t, c, model, fill(4, 10*bs, 3*bs), 10*bs) // fits now
+	verify(t, c, model, 0, 1<<20)
+	if st := c.Stats(); st.DelallocBytes != 5*bs {
+		t.Fatalf("Delalloc bytes %d, want %d", st.DelallocBytes, 5*bs)
+	}
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	verify(t, mem, model, 0, 1<<20)
+	if st := c.Stats(); st.DelallocBytes != 0 {
+		t.Fatalf("Delalloc bytes %d after writeback, want 0", st.DelallocBytes)
+	}
+}
+
+// TestFaults injects EIO, short writes and ENOSPC into writes, flushes,
+// syncs and allocations below the cache: Flush and SyncRange must report
+// the failure, nothing acknowledged may be lost (reads stay correct), and
+// after the fault clears a Flush succeeds and lower holds everything.
+func TestFaults(t *testing.T) {
+	const bs, size = 4096, 1 << 20
+	cases := []struct {
+		name string
+		op   faultdev.Op
+		kind faultdev.Kind
+		err  error
+		want error
+	}{
+		{"write EIO", faultdev.OpWrite, faultdev.Fail, faultdev.EIO, syscall.EIO},
+		{"short write", faultdev.OpWrite, faultdev.Short, nil, io.ErrShortWrite},
+		{"write ENOSPC", faultdev.OpWrite, faultdev.Fail, faultdev.ENOSPC, syscall.ENOSPC},
+		{"flush EIO", faultdev.OpFlush, faultdev.Fail, faultdev.EIO, syscall.EIO},
+		{"sync EIO", faultdev.OpSync, faultdev.Fail, faultdev.EIO, syscall.EIO},
+		{"allocate ENOSPC", faultdev.OpAllocate, faultdev.Fail, faultdev.ENOSPC, syscall.ENOSPC},
+		{"zero EIO", faultdev.OpZero, faultdev.Fail, faultdev.EIO, syscall.EIO},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			mem := memdev.New(size, memdev.Options{Crashable: true})
+			fd := faultdev.New(mem)
+			sp := newFakeSpace(bs, size/bs)
+			o := testOptions(t)
+			o.Space = sp
+			c := newTestCache(t, fd, o)
+			model := make([]byte, size)
+			mustWrite(t, c, model, fill(1, 0, 64*bs), 0)
+			if err := c.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			fd.Inject(tc.op, tc.kind, tc.err, -1)
+			mustWrite(t, c, model, fill(2, 3*bs+5, 20*bs), 3*bs+5)
+			mustWrite(t, c, model, fill(3, 100*bs, 8*bs), 100*bs)
+			if err := c.Zero(40*bs, 8*bs, false); err != nil {
+				t.Fatal(err)
+			}
+			clear(model[40*bs : 48*bs])
+			var err error
+			if tc.op == faultdev.OpSync {
+				err = c.SyncRange(0, 128*bs)
+			} else {
+				err = c.Flush()
+			}
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("flush/sync with %s fault: err %v, want %v", tc.name, err, tc.want)
+			}
+			verify(t, c, model, 0, size)
+			if tc.op == faultdev.OpSync {
+				// A full flush does not use SyncRange: it succeeds.
+				if err := c.Flush(); err != nil {
+					t.Fatalf("Flush during a sync fault: %v", err)
+				}
+			} else if err := c.Flush(); !errors.Is(err, tc.want) {
+				t.Fatalf("second flush while the fault persists: err %v, want %v", err, tc.want)
+			}
+			if tc.want == syscall.ENOSPC && tc.op != faultdev.OpFlush {
+				if oos, _, _ := sp.state(); !oos {
+					t.Fatal("writeback ENOSPC did not set Space out of space")
+				}
+				if _, err := c.WriteAt(fill(4, 200*bs, bs), 200*bs); !errors.Is(err, device.ErrNoSpace) {
+					t.Fatalf("write needing space while out of space: err %v, want ErrNoSpace", err)
+				}
+			}
+			fd.ClearAll()
+			if err := c.Flush(); err != nil {
+				t.Fatalf("flush after the fault cleared: %v", err)
+			}
+			if oos, _, _ := sp.state(); oos {
+				t.Fatal("out-of-space not cleared after writeback succeeded")
+			}
+			if st := c.Stats(); st.StickyErr != nil || st.DirtyBytes != 0 {
+				t.Fatalf("after recovery: sticky %v, dirty %d", st.StickyErr, st.DirtyBytes)
+			}
+			verify(t, c, model, 0, size)
+			verify(t, mem.Crash(), model, 0, size)
+		})
+	}
+}
+
+// TestFaultsRandom runs the model workload while random faults come and go
+// below the cache; at the end, with faults cleared, Flush must succeed and
+// lower must equal the model.
+func TestFaultsRandom(t *testing.T) {
+	seed := testSeed(t)
+	r := rand.New(rand.NewPCG(seed, 3))
+	const size = 2 << 20
+	mem := memdev.New(size, memdev.Options{Crashable: true})
+	fd := faultdev.New(mem)
+	c := newTestCache(t, fd, testOptions(t))
+	model := make([]byte, size)
+	failed := 0
+	for i := 0; i < 800; i++ {
+		if r.IntN(40) == 0 {
+			ops := []faultdev.Op{faultdev.OpWrite, faultdev.OpFlush, faultdev.OpZero, faultdev.OpTrim, faultdev.OpAllocate}
+			fd.Inject(ops[r.IntN(len(ops))], faultdev.Kind(r.IntN(2)), nil, 1+r.IntN(5))
+		}
+		off, n := randRange(r, size)
+		switch k := r.IntN(100); {
+		case k < 60:
+			mustWrite(t, c, model, fill(byte(i), off, int(n)), off)
+		case k < 75:
+			if err := c.Zero(off, n, r.IntN(2) == 0); err != nil {
+				t.Fatal(err)
+			}
+			clear(model[off : off+n])
+		case k < 85:
+			verify(t, c, model, off, n)
+		default:
+			if err := c.Flush(); err != nil {
+				failed++
+			}
+		}
+	}
+	fd.ClearAll()
+	if err := c.Flush(); err != nil {
+		t.Fatalf("final flush with faults cleared: %v", err)
+	}
+	verify(t, c, model, 0, size)
+	verify(t, mem.Crash(), model, 0, size)
+	st := fd.Stats()
+	t.Logf("%d flushes failed; faults injected per op %v", failed, st.Faults)
+}
+
+// TestBackPressure: with a small MaxDirty and writeback stalled, writers
+// block once the dirty memory is full, then proceed when writeback
+// completes; memory stays within the limit.
+func TestBackPressure(t *testing.T) {
+	const bs = 4096
+	lower := newCountingDev(4 << 20)
+	o := testOptions(t)
+	o.MaxDirty = 128 << 10 // 32 pages
+	o.MaxWritebackIO = 64 << 10
+	o.DirtyBackground = 32 << 10
+	c := newTestCache(t, lower, o)
+	gate := make(chan struct{})
+	lower.setGate(gate)
+	model := make([]byte, 4<<20)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for b := int64(0); b < 256; b++ {
+			p := fill(byte(b), b*bs*3, bs)
+			if _, err := c.WriteAt(p, b*bs*3); err != nil {
+				t.Errorf("write %d: %v", b, err)
+				return
+			}
+			copy(model[b*bs*3:], p)
+		}
+	}()
+	waitFor(t, "a writer to wait", func() bool { return c.Stats().WriterWaits > 0 })
+	select {
+	case <-done:
+		t.Fatal("writer finished although writeback is stalled and memory is full")
+	default:
+	}
+	if st := c.Stats(); st.PageBytes > o.MaxDirty {
+		t.Fatalf("page memory %d over MaxDirty %d", st.PageBytes, o.MaxDirty)
+	}
+	close(gate)
+	<-done
+	if st := c.Stats(); st.PageBytes > o.MaxDirty {
+		t.Fatalf("page memory %d over MaxDirty %d", st.PageBytes, o.MaxDirty)
+	}
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	verify(t, c, model, 0, 4<<20)
+	if !bytes.Equal(lower.image(), model) {
+		t.Fatal("lower differs from model")
+	}
+}
