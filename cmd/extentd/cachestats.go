@@ -1,0 +1,46 @@
+package main
+
+import (
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/extentd/extentd/alloc"
+	"github.com/extentd/extentd/device"
+	"github.com/extentd/extentd/extentcache"
+	"github.com/extentd/extentd/internal/metrics"
+)
+
+// cacheLayer is the write-back cache as the command uses it.
+type cacheLayer = *extentcache.Cache
+
+// newCache stacks the write-back cache over lower. space is nil for a
+// read-only export.
+func newCache(lower device.Device, r resolved, space *alloc.Space, log *zap.Logger) (cacheLayer, error) {
+	opts := extentcache.Options{
+		BlockSize:         int64(r.BlockSize),
+		CacheSize:         int64(r.CacheSize),
+		MaxDirty:          int64(r.MaxDirty),
+		DirtyBackground:   int64(r.DirtyBackground),
+		MaxWritebackIO:    int64(r.MaxWritebackIO),
+		WritebackAge:      time.Duration(r.WritebackAge),
+		WritebackInFlight: r.WritebackInFlight,
+		Logger:            log,
+	}
+	if space != nil {
+		opts.Space = space // a nil *alloc.Space in the interface would not be nil
+	}
+	return extentcache.New(lower, opts)
+}
+
+// fillCacheStats copies the cache's counters into s.
+func fillCacheStats(s *metrics.ExportStats, c cacheLayer) {
+	cs := c.Stats()
+	s.Dirty = cs.DirtyBytes
+	s.Writeback = cs.WritebackBytes
+	s.Cached = cs.PageBytes + cs.CachedBytes
+	s.CacheHits, s.CacheMisses = cs.Hits, cs.Misses
+	s.WriterWaits = cs.WriterWaits
+	s.WritebackErrors = cs.WritebackErrors
+	s.WritebackError = cs.StickyErr != nil
+}
