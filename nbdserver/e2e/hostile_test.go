@@ -295,6 +295,32 @@ func TestHostileExtendedOversizePayload(t *testing.T) {
 	e.checkAlive(seed, 1<<20)
 }
 
+// TestHostileCompactHeaderAfterExtended: once extended headers are
+// negotiated a compact request is a framing error; the server drops the
+// connection.
+func TestHostileCompactHeaderAfterExtended(t *testing.T) {
+	e, seed := seeded(t)
+	h := e.handshake()
+	if err := h.ExtendedHeaders(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Go("", nil); err != nil {
+		t.Fatal(err)
+	}
+	r, err := h.Raw()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.WriteRequestStyle(nbdtest.Request{Type: nbdtest.CmdRead, Cookie: 1, Length: 4096}, false); err != nil {
+		t.Fatal(err)
+	}
+	_ = r.Write(make([]byte, 8)) // fill a 32-byte header's worth
+	if err := r.ExpectClosed(closeWait); err != nil {
+		t.Fatalf("compact request under extended headers: %v", err)
+	}
+	e.checkAlive(seed, 1<<20)
+}
+
 // TestHostileAbandonInFlight: a client queues many requests and vanishes
 // without reading replies.
 func TestHostileAbandonInFlight(t *testing.T) {

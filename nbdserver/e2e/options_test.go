@@ -329,3 +329,68 @@ func TestStartTLSWithoutConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestOptExtendedHeaders: the option takes no data, takes precedence over
+// STRUCTURED_REPLY (which then gets ERR_EXT_HEADER_REQD or an ACK that
+// changes nothing: the client checks every later reply is extended).
+func TestOptExtendedHeaders(t *testing.T) {
+	e := newEnv(t)
+	h := e.handshake()
+	if _, err := h.Option(nbdtest.OptExtendedHeaders, []byte{0}); !errors.Is(err, nbdtest.RepErrInvalid) {
+		t.Fatalf("EXTENDED_HEADERS with data: %v, want NBD_REP_ERR_INVALID", err)
+	}
+	if err := h.StructuredReply(); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.ExtendedHeaders(); err != nil {
+		t.Fatalf("EXTENDED_HEADERS after STRUCTURED_REPLY: %v", err)
+	}
+	if err := h.StructuredReply(); err != nil && !errors.Is(err, nbdtest.RepErrExtHeaderReqd) {
+		t.Fatalf("STRUCTURED_REPLY after EXTENDED_HEADERS: %v, want ACK or NBD_REP_ERR_EXT_HEADER_REQD", err)
+	}
+	if _, err := h.SetMetaContext("", nbdtest.ContextBaseAllocation); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Go("", nil); err != nil {
+		t.Fatal(err)
+	}
+	c, err := h.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if !c.Extended() {
+		t.Fatal("extended headers lost")
+	}
+	roundTrip(t, c, 9)
+	if _, err := c.BlockStatus(0, 1<<20, 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestOptGoInfoRequests: unknown and repeated info requests are ignored;
+// NBD_INFO_EXPORT is always sent.
+func TestOptGoInfoRequests(t *testing.T) {
+	e := newEnv(t)
+	h := e.handshake()
+	info, err := h.Go("", []uint16{999, nbdtest.InfoName, nbdtest.InfoName, nbdtest.InfoExport, 0xffff})
+	if err != nil {
+		t.Fatalf("GO with odd info requests: %v", err)
+	}
+	if info.Size != defaultSize {
+		t.Fatalf("size %d", info.Size)
+	}
+	// A GO whose payload is cut short (count says 3 requests, 1 given).
+	h = e.handshake()
+	bad := append(nbdtest.InfoPayload("", nil)[:4], 0, 3, 0, 1)
+	if _, err := h.Option(nbdtest.OptGo, bad); !errors.Is(err, nbdtest.RepErrInvalid) {
+		t.Fatalf("GO with short info request list: %v, want NBD_REP_ERR_INVALID", err)
+	}
+	// Name length past the end of the option.
+	if _, err := h.Option(nbdtest.OptInfo, []byte{0, 0, 1, 0, 'a'}); !errors.Is(err, nbdtest.RepErrInvalid) {
+		t.Fatalf("INFO with name length past the end: %v, want NBD_REP_ERR_INVALID", err)
+	}
+	if _, err := h.Go("", nil); err != nil {
+		t.Fatal(err)
+	}
+}
