@@ -331,8 +331,8 @@ func (f *File) DirectIO() bool { return f.direct }
 // enter starts an operation: it checks the range and holds closeMu shared
 // until exit. It returns the error to return, already wrapped.
 func (f *File) enter(op string, off, n int64, write bool) (fd int, err error) {
-	if err := device.CheckRange("alloc: "+op, off, n, f.size); err != nil {
-		return -1, err
+	if off < 0 || n < 0 || off > f.size || n > f.size-off { // no allocation when valid
+		return -1, device.CheckRange("alloc: "+op, off, n, f.size)
 	}
 	if write && f.readOnly {
 		return -1, fmt.Errorf("alloc: %s [%d,+%d): %w", op, off, n, device.ErrReadOnly)
@@ -349,11 +349,24 @@ func (f *File) exit() { f.closeMu.RUnlock() }
 
 // ioErr wraps the error of a system call on [off, off+n).
 func ioErr(op string, off, n int64, err error) error {
-	var errno syscall.Errno
-	if errors.As(err, &errno) && (errno == unix.ENOSPC || errno == unix.EDQUOT) {
+	if isNoSpace(err) {
 		return fmt.Errorf("alloc: %s [%d,+%d): %w: %w", op, off, n, device.ErrNoSpace, err)
 	}
 	return fmt.Errorf("alloc: %s [%d,+%d): %w", op, off, n, err)
+}
+
+func isNoSpace(err error) bool {
+	var errno syscall.Errno
+	return errors.As(err, &errno) && (errno == unix.ENOSPC || errno == unix.EDQUOT)
+}
+
+// writeErr is ioErr for calls that allocate: host ENOSPC means the cached
+// statfs was wrong, so it is refreshed at once for the next Reserve.
+func (f *File) writeErr(op string, off, n int64, err error) error {
+	if isNoSpace(err) {
+		f.space.refresh()
+	}
+	return ioErr(op, off, n, err)
 }
 
 // ReadAt implements device.Device. Ranges the allocation map knows are
@@ -432,7 +445,7 @@ func (f *File) WriteAt(p []byte, off int64) (int, error) {
 	err = f.pwrite(fd, p, off)
 	f.space.endWrite(off, n, err == nil)
 	if err != nil {
-		return 0, ioErr("write", off, n, err)
+		return 0, f.writeErr("write", off, n, err)
 	}
 	return len(p), nil
 }
@@ -463,7 +476,7 @@ func (f *File) WriteVAt(bufs [][]byte, off int64) (int, error) {
 	err = f.pwritev(fd, bufs, off)
 	f.space.endWrite(off, n, err == nil)
 	if err != nil {
-		return 0, ioErr("write", off, n, err)
+		return 0, f.writeErr("write", off, n, err)
 	}
 	return int(n), nil
 }
@@ -568,7 +581,7 @@ func (f *File) Allocate(off, n int64) error {
 		return fmt.Errorf("alloc: allocate [%d,+%d): %w: %w", off, n, device.ErrNotSupported, err)
 	}
 	if err != nil {
-		return ioErr("allocate", off, n, err)
+		return f.writeErr("allocate", off, n, err)
 	}
 	return nil
 }
@@ -636,7 +649,7 @@ func (f *File) Zero(off, n int64, mayTrim bool) error {
 			return nil
 		}
 		if !isNotSupported(err) {
-			return ioErr("zero", off, n, err)
+			return f.writeErr("zero", off, n, err)
 		}
 	}
 	err = f.space.beginWrite("zero", off, n)
@@ -646,7 +659,7 @@ func (f *File) Zero(off, n int64, mayTrim bool) error {
 	err = f.zeroAllocated(fd, off, n)
 	f.space.endWrite(off, n, err == nil)
 	if err != nil {
-		return ioErr("zero", off, n, err)
+		return f.writeErr("zero", off, n, err)
 	}
 	return nil
 }
@@ -690,7 +703,7 @@ func (f *File) writeZeros(fd int, off, n int64) error {
 	err := f.writeZerosRaw(fd, off, n)
 	f.space.endWrite(off, n, err == nil)
 	if err != nil {
-		return ioErr("zero", off, n, err)
+		return f.writeErr("zero", off, n, err)
 	}
 	return nil
 }
@@ -752,7 +765,7 @@ func (f *File) Flush() error {
 		return fmt.Errorf("alloc: flush: %w", device.ErrClosed)
 	}
 	if err := fdatasync(f.fd); err != nil {
-		return fmt.Errorf("alloc: flush: %w", err)
+		return f.writeErr("flush", 0, f.size, err)
 	}
 	return nil
 }
@@ -768,7 +781,7 @@ func (f *File) SyncRange(off, n int64) error {
 	}
 	defer f.exit()
 	if err := fdatasync(fd); err != nil {
-		return ioErr("sync", off, n, err)
+		return f.writeErr("sync", off, n, err)
 	}
 	return nil
 }
