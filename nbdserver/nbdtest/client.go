@@ -199,7 +199,11 @@ func (c *Client) Submit(req Request) (*Call, error) {
 	}
 	c.writeMu.Unlock()
 	if err != nil {
-		c.fail(fmt.Errorf("nbdtest: write %s: %w", CmdName(req.Type), err))
+		err = fmt.Errorf("nbdtest: write %s: %w", CmdName(req.Type), err)
+		c.fail(err)
+		if req.Type == CmdDisc {
+			return nil, err // never registered, so fail did not complete it
+		}
 		<-call.Done
 		return call, call.Err
 	}
