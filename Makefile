@@ -24,10 +24,10 @@ TEST_EXTRA  ?=
 # Debian packages the test suite uses; installed by `make tools` when missing.
 TEST_PACKAGES := fio nbdkit libnbd-bin python3-libnbd fuse3 xfsprogs e2fsprogs \
 	qemu-utils qemu-system-x86 nbd-server nbd-client busybox-static kmod util-linux \
-	procps git ca-certificates
+	procps git ca-certificates gcc libc6-dev
 # One command per package, to tell which are missing.
 TEST_COMMANDS := fio nbdkit nbdinfo nbdsh nbdcopy nbdfuse fusermount3 mkfs.xfs mkfs.ext4 \
-	qemu-img qemu-io qemu-nbd qemu-system-x86_64 nbd-server nbd-client busybox
+	qemu-img qemu-io qemu-nbd qemu-system-x86_64 nbd-server nbd-client busybox gcc
 
 -include $(sort $(wildcard */*.mk */*/*.mk))
 

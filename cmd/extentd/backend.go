@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -132,11 +133,31 @@ type observer struct{ m *metrics.Metrics }
 func (o observer) ConnOpened(export string) { o.m.ConnOpened(export) }
 func (o observer) ConnClosed(export string) { o.m.ConnClosed(export) }
 func (o observer) Request(cmd nbdserver.Command, n int64, d time.Duration, errno nbdserver.Errno) {
-	errName := ""
-	if errno != 0 {
-		errName = errno.String()
+	o.m.Request(commandLabel(cmd), n, d, errnoLabel(errno))
+}
+
+// commandLabel names cmd for a metric label. Unknown command numbers (a
+// hostile client can send 65536 of them) share one label, so they cannot
+// blow up the number of series.
+func commandLabel(cmd nbdserver.Command) string {
+	s := cmd.String()
+	if strings.ContainsAny(s, "()") {
+		return "unknown"
 	}
-	o.m.Request(cmd.String(), n, d, errName)
+	return s
+}
+
+// errnoLabel names errno for a metric label: "" for success, "other" for
+// values the server does not define.
+func errnoLabel(e nbdserver.Errno) string {
+	if e == 0 {
+		return ""
+	}
+	s := e.String()
+	if strings.ContainsAny(s, "()") {
+		return "other"
+	}
+	return s
 }
 
 var _ nbdserver.Observer = observer{}

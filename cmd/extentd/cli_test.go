@@ -7,6 +7,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/extentd/extentd/nbdserver"
 )
 
 // runCLI runs the command line in-process and returns the exit code, stdout
@@ -114,5 +116,20 @@ func TestCreate(t *testing.T) {
 	}
 	if fi, _ := os.Stat(img); fi.Size() != 3<<29 {
 		t.Errorf("existing image was resized to %d", fi.Size())
+	}
+}
+
+func TestMetricLabelsBounded(t *testing.T) {
+	if got := commandLabel(nbdserver.CmdWrite); got != "write" {
+		t.Errorf("commandLabel(write) = %q", got)
+	}
+	if got := commandLabel(nbdserver.Command(999)); got != "unknown" {
+		t.Errorf("commandLabel(999) = %q, want unknown", got)
+	}
+	if got := errnoLabel(0); got != "" {
+		t.Errorf("errnoLabel(0) = %q, want empty", got)
+	}
+	if got := errnoLabel(nbdserver.Errno(12345)); got != "other" {
+		t.Errorf("errnoLabel(12345) = %q, want other", got)
 	}
 }
