@@ -1,5 +1,7 @@
 package statetree
 
+import "iter"
+
 // Walks step over segments of the device: a segment is either a record or a
 // gap (bits 0), clipped to the walk's bounds. Queries that reason about
 // bytes use them, so gaps are handled exactly like records with no bits.
@@ -195,12 +197,12 @@ func (t *Tree) FindContiguous(from int64, all Bits, maxLen int64) (start, end in
 //     qualify;
 //   - lies within the aligned window [floor(off/align)*align, +align) when
 //     align > 0 (and within [0, Size) always);
-//   - is at most maxLen bytes when maxLen > 0 (maxLen is rounded down to a
-//     multiple of BlockSize, and is at least one block). When the run is
-//     longer, the result starts as early as it can while still containing
-//     the block of off.
+//   - is at most maxLen bytes when maxLen > 0. When the run is longer, the
+//     result starts as early as it can while still containing the block of
+//     off.
 //
-// off need not be block-aligned.
+// maxLen and align are rounded down to multiples of BlockSize (at least one
+// block). off need not be block-aligned.
 func (t *Tree) Cluster(off int64, want, avoid Bits, maxLen, align int64) (start, end int64, ok bool) {
 	if off < 0 || off >= t.size {
 		return 0, 0, false
@@ -212,6 +214,7 @@ func (t *Tree) Cluster(off int64, want, avoid Bits, maxLen, align int64) (start,
 	bs := t.blockSize
 	ws, we := int64(0), t.size
 	if align > 0 {
+		align = max(align/bs*bs, bs)
 		ws = off / align * align
 		we = min(ws+align, t.size)
 	}
@@ -359,6 +362,12 @@ func (t *Tree) Ascend(start, end int64, fn func(Range) bool) {
 			return
 		}
 	}
+}
+
+// Ranges returns an iterator over the records overlapping [start,end),
+// clipped like Ascend. The loop body must not mutate t.
+func (t *Tree) Ranges(start, end int64) iter.Seq[Range] {
+	return func(yield func(Range) bool) { t.Ascend(start, end, yield) }
 }
 
 // AscendRecords is Ascend without clipping: fn sees whole records, which may

@@ -89,34 +89,35 @@ func (s *store) normalize(p pos) pos {
 // seek returns the position of the first record with End > off, or the end
 // position. Records are non-overlapping, so their Ends are sorted too.
 func (s *store) seek(off int64) pos {
-	// Last leaf whose first record starts at or before off.
-	lo, hi := 0, len(s.mins)
-	for lo < hi {
-		m := int(uint(lo+hi) >> 1)
-		if s.mins[m] <= off {
-			lo = m + 1
-		} else {
-			hi = m
-		}
-	}
-	li := lo - 1
-	if li < 0 {
+	// Last leaf whose first record starts at or before off. The searches
+	// are written to compile to conditional moves: offsets arrive in random
+	// order, so branches would mispredict half the time.
+	mins := s.mins
+	if len(mins) == 0 || mins[0] > off {
 		return pos{0, 0}
 	}
-	lf, n := s.leaves[li], s.counts[li]
-	lo, hi = 0, n
-	for lo < hi {
-		m := int(uint(lo+hi) >> 1)
-		if lf[m].End <= off {
-			lo = m + 1
-		} else {
-			hi = m
+	li, n := 0, len(mins)
+	for n > 1 {
+		half := n >> 1
+		if mins[li+half] <= off {
+			li += half
 		}
+		n -= half
 	}
-	if lo == n {
+	// First record in the leaf with End > off.
+	lf, cnt := s.leaves[li], s.counts[li]
+	if lf[cnt-1].End <= off {
 		return pos{li + 1, 0}
 	}
-	return pos{li, lo}
+	i, n := 0, cnt
+	for n > 1 {
+		half := n >> 1
+		if lf[i+half-1].End <= off {
+			i += half
+		}
+		n -= half
+	}
+	return pos{li, i}
 }
 
 func (s *store) newLeaf() *leaf {

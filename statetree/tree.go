@@ -269,6 +269,29 @@ func (t *Tree) apply(start, end int64, o op) {
 	if changed {
 		t.gen++
 	}
+	if invariants {
+		if err := t.Check(); err != nil {
+			panic(fmt.Sprintf("statetree: after op [%d,%d) set=%v clear=%v: %v", start, end, o.set, o.clear, err))
+		}
+	}
+}
+
+// Clone returns a deep copy of t, in O(n), with the same options. The copy
+// has no waiters and shares nothing with t, so it may be read or changed
+// under a different lock (for example a snapshot for a long block-status
+// scan).
+func (t *Tree) Clone() *Tree {
+	c := &Tree{size: t.size, blockSize: t.blockSize, locker: t.locker, gen: t.gen, bytes: t.bytes}
+	c.s.n = t.s.n
+	c.s.mins = append([]int64(nil), t.s.mins...)
+	c.s.counts = append([]int(nil), t.s.counts...)
+	c.s.leaves = make([]*leaf, len(t.s.leaves))
+	for i, lf := range t.s.leaves {
+		nl := new(leaf)
+		*nl = *lf
+		c.s.leaves[i] = nl
+	}
+	return c
 }
 
 // mergePrev merges the record at p into its predecessor when they touch and

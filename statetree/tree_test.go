@@ -112,3 +112,35 @@ func TestMisusePanics(t *testing.T) {
 		})
 	}
 }
+
+func TestCloneIsIndependent(t *testing.T) {
+	tr := newTestTree(t, 64, K)
+	for i := int64(0); i < 64; i += 2 {
+		tr.Set(i*K, (i+1)*K, Dirty, uint32(i))
+	}
+	c := tr.Clone()
+	if err := c.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(records(c), records(tr)) || c.Gen() != tr.Gen() || c.Bytes(Dirty) != tr.Bytes(Dirty) {
+		t.Fatal("clone differs from the original")
+	}
+	c.Clear(0, 64*K, Dirty)
+	if tr.Len() != 32 || c.Len() != 0 {
+		t.Fatalf("clearing the clone changed the original: %d, %d", tr.Len(), c.Len())
+	}
+}
+
+func TestRangesIterator(t *testing.T) {
+	tr := newTestTree(t, 64, K)
+	tr.Set(0, 4*K, Dirty, 0)
+	tr.Set(8*K, 12*K, Writeback, 0)
+	var got []Range
+	for r := range tr.Ranges(2*K, 64*K) {
+		got = append(got, r)
+		break
+	}
+	if want := []Range{{2 * K, 4 * K, Dirty, 0}}; !slices.Equal(got, want) {
+		t.Fatalf("Ranges = %v, want %v", got, want)
+	}
+}
