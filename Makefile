@@ -31,7 +31,7 @@ TEST_COMMANDS := fio nbdkit nbdinfo nbdsh nbdcopy nbdfuse fusermount3 mkfs.xfs m
 
 -include $(sort $(wildcard */*.mk */*/*.mk))
 
-.PHONY: all build test test-core race lint fmt vet staticcheck fuzz-smoke bench tools clean help
+.PHONY: all build test invariants race lint fmt vet staticcheck fuzz-smoke bench tools clean help
 
 all: build
 
@@ -39,6 +39,7 @@ help:
 	@echo "make build       build $(BIN) (version $(VERSION))"
 	@echo "make test        install missing test tools, then lint, race tests, fuzz smoke, TEST_EXTRA ($(TEST_EXTRA))"
 	@echo "make race        go test -race ./..."
+	@echo "make invariants  tests of packages with -tags invariants checks, with the tag"
 	@echo "make lint        gofmt check, go vet, staticcheck"
 	@echo "make fuzz-smoke  every Fuzz target for FUZZTIME=$(FUZZTIME)"
 	@echo "make bench       go benchmarks (BENCH=$(BENCH), BENCHTIME=$(BENCHTIME))"
@@ -48,7 +49,7 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/extentd
 
 # The whole suite: the README's test command and what CI runs.
-test: tools lint race fuzz-smoke $(TEST_EXTRA)
+test: tools lint race invariants fuzz-smoke $(TEST_EXTRA)
 	@echo "make test: all passed (extra targets: $(or $(strip $(TEST_EXTRA)),none))"
 
 # Installs the test tools with apt-get when some are missing and we are root.
@@ -65,6 +66,16 @@ tools:
 
 race:
 	$(GO) test -race -count=1 -timeout $(RACE_TIMEOUT) $(PKGS)
+
+# Packages with `-tags invariants` assertions (STYLE rule 39), and the
+# packages that import them, run again with the tag (without -race).
+invariants:
+	@tagged=$$(grep -rl --include='*.go' '^//go:build.*invariants' . | xargs -r -n1 dirname | sort -u | sed 's|^\.|$(shell $(GO) list -m)|'); \
+	if [ -z "$$tagged" ]; then echo "invariants: no package uses the tag"; exit 0; fi; \
+	pkgs=$$($(GO) list -f '{{.ImportPath}} {{join .Imports " "}}' $(PKGS) | \
+		awk -v t="$$tagged" 'BEGIN{n=split(t,a," "); for(i=1;i<=n;i++) want[a[i]]=1} {for(i=1;i<=NF;i++) if(want[$$i]){print $$1; break}}'); \
+	echo "invariants:" $$pkgs; \
+	$(GO) test -count=1 -tags invariants $$pkgs
 
 lint: fmt vet staticcheck
 
