@@ -31,14 +31,25 @@ func startNbdkit(t *testing.T, args ...string) string {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	})
-	for i := 0; i < 500; i++ {
-		if _, err := os.Stat(sock); err == nil {
-			return sock
+	waitServing(t, sock)
+	return sock
+}
+
+// waitServing waits until a server on sock sends a greeting. The socket
+// file appears at bind(), before the server listens.
+func waitServing(t *testing.T, sock string) {
+	t.Helper()
+	for i := 0; i < 1000; i++ {
+		if conn, err := (netDialer{}).dial(sock); err == nil {
+			_, herr := nbdtest.NewHandshake(conn)
+			conn.Close()
+			if herr == nil {
+				return
+			}
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	t.Fatalf("nbdkit did not create %s", sock)
-	return ""
+	t.Fatalf("no NBD server on %s", sock)
 }
 
 func dial(t *testing.T, sock string, opts nbdtest.Options) *nbdtest.Client {
@@ -235,20 +246,8 @@ func startQemuNbd(t *testing.T, size int64) string {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	})
-	// The socket file appears at bind(), before qemu-nbd serves; wait
-	// for a greeting.
-	for i := 0; i < 500; i++ {
-		if conn, err := (netDialer{}).dial(sock); err == nil {
-			_, herr := nbdtest.NewHandshake(conn)
-			conn.Close()
-			if herr == nil {
-				return sock
-			}
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("qemu-nbd did not serve on %s", sock)
-	return ""
+	waitServing(t, sock)
+	return sock
 }
 
 // TestAgainstQemuNbd runs the client against qemu-nbd, including sparse
