@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
@@ -109,6 +110,51 @@ func BenchmarkWriteback(b *testing.B) {
 	}
 }
 
+// BenchmarkWritebackAllocate is BenchmarkWriteback as the cache does it:
+// Allocate (fallocate KEEP_SIZE) each cluster, then WriteVAt. "fresh"
+// writes into holes, "overwrite" into allocated blocks (Allocate skips the
+// system call).
+func BenchmarkWritebackAllocate(b *testing.B) {
+	for _, m := range modes() {
+		for _, overwrite := range []bool{false, true} {
+			name := m.name + "-fresh"
+			if overwrite {
+				name = m.name + "-overwrite"
+			}
+			b.Run(name, func(b *testing.B) {
+				f := benchFile(b, m.direct)
+				bufs := clusterBufs()
+				if overwrite {
+					for off := int64(0); off < benchImage; off += clusterSize {
+						if err := f.Allocate(off, clusterSize); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+				b.SetBytes(clusterSize)
+				off, n := int64(0), 0
+				for b.Loop() {
+					if err := f.Allocate(off, clusterSize); err != nil {
+						b.Fatal(err)
+					}
+					if _, err := f.WriteVAt(bufs, off); err != nil {
+						b.Fatal(err)
+					}
+					off = (off + clusterSize) % benchImage
+					if n++; n%16 == 0 {
+						if err := f.Flush(); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+				if err := f.Flush(); err != nil {
+					b.Fatal(err)
+				}
+			})
+		}
+	}
+}
+
 // BenchmarkRandomRead4K reads random 4 KiB blocks of a written 256 MiB
 // region: the cache's miss path. "cold" drops the file's host page cache
 // first (buffered reads are otherwise served from the host page cache:
@@ -169,6 +215,81 @@ func BenchmarkUnalignedWrite(b *testing.B) {
 					b.Fatal(err)
 				}
 				off = (off + 8191) % (64 << 20)
+			}
+		})
+	}
+}
+
+// BenchmarkFlushLatency writes 64 MiB of clusters and then Flushes; it
+// reports the Flush alone as flush-ms (what an NBD FLUSH after a burst of
+// writeback waits for).
+func BenchmarkFlushLatency(b *testing.B) {
+	for _, m := range append(modes(), struct {
+		name   string
+		direct bool
+	}{"buffered+startwb", false}) {
+		b.Run(m.name, func(b *testing.B) {
+			f := benchFile(b, m.direct)
+			startWB := m.name == "buffered+startwb"
+			bufs := clusterBufs()
+			b.SetBytes(64 << 20)
+			var flush time.Duration
+			off := int64(0)
+			for b.Loop() {
+				for range 16 {
+					if _, err := f.WriteVAt(bufs, off); err != nil {
+						b.Fatal(err)
+					}
+					if startWB {
+						if err := f.StartWriteback(off, clusterSize); err != nil {
+							b.Fatal(err)
+						}
+					}
+					off = (off + clusterSize) % benchImage
+				}
+				start := time.Now()
+				if err := f.Flush(); err != nil {
+					b.Fatal(err)
+				}
+				flush += time.Since(start)
+			}
+			b.ReportMetric(float64(flush.Milliseconds())/float64(b.N), "flush-ms/op")
+		})
+	}
+}
+
+// BenchmarkSeqRead1M reads a written 256 MiB region sequentially in 1 MiB
+// requests with a cold host page cache (buffered gets kernel readahead).
+func BenchmarkSeqRead1M(b *testing.B) {
+	for _, m := range modes() {
+		b.Run(m.name, func(b *testing.B) {
+			f := benchFile(b, m.direct)
+			const region = 256 << 20
+			bufs := clusterBufs()
+			for off := int64(0); off < region; off += clusterSize {
+				if _, err := f.WriteVAt(bufs, off); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := f.Flush(); err != nil {
+				b.Fatal(err)
+			}
+			if err := unix.Fadvise(f.fd, 0, 0, unix.FADV_DONTNEED); err != nil {
+				b.Fatal(err)
+			}
+			buf := AlignedBuffer(1 << 20)
+			b.SetBytes(1 << 20)
+			off := int64(0)
+			for b.Loop() {
+				if _, err := f.ReadAt(buf, off); err != nil {
+					b.Fatal(err)
+				}
+				if off += 1 << 20; off == region {
+					off = 0
+					b.StopTimer()
+					_ = unix.Fadvise(f.fd, 0, 0, unix.FADV_DONTNEED)
+					b.StartTimer()
+				}
 			}
 		})
 	}

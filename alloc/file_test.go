@@ -9,6 +9,7 @@ import (
 	"slices"
 	"syscall"
 	"testing"
+	"time"
 	"unsafe"
 
 	"go.uber.org/zap/zaptest"
@@ -560,5 +561,51 @@ func TestOddSize(t *testing.T) {
 	}
 	if got := f.Space().Release(3*4096, 100); got != 4096 {
 		t.Fatalf("Release of the last partial block released %d", got)
+	}
+}
+
+// TestCloseWhileBusy: Close waits for operations in flight; every call
+// either completes or fails with ErrClosed (never EBADF on a reused fd).
+func TestCloseWhileBusy(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "busy.img")
+	f, err := Open(path, Options{Create: true, Size: 8 << 20, Logger: zaptest.NewLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 4)
+	for w := range 4 {
+		go func() {
+			buf := make([]byte, 8192)
+			for i := 0; ; i++ {
+				off := int64((i*4+w)%1000) * 8192
+				var err error
+				switch i % 4 {
+				case 0:
+					_, err = f.WriteAt(buf, off)
+				case 1:
+					_, err = f.ReadAt(buf, off)
+				case 2:
+					err = f.Trim(off, 8192)
+				default:
+					err = f.Flush()
+				}
+				if err != nil {
+					if errors.Is(err, device.ErrClosed) {
+						err = nil
+					}
+					done <- err
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(20 * time.Millisecond)
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for range 4 {
+		if err := <-done; err != nil {
+			t.Errorf("operation racing Close: %v, want nil or ErrClosed", err)
+		}
 	}
 }

@@ -168,3 +168,14 @@ func hostStatfs(fd int) (free, bsize, total int64, err error) {
 	}
 	return int64(st.Bavail) * unit, unit, int64(st.Blocks) * unit, nil
 }
+
+// startWriteback asks the kernel to start writing the dirty pages of
+// [off, off+n) without waiting (sync_file_range SYNC_FILE_RANGE_WRITE).
+func startWriteback(fd int, off, n int64) error {
+	for {
+		err := unix.SyncFileRange(fd, off, n, unix.SYNC_FILE_RANGE_WRITE)
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}

@@ -410,6 +410,15 @@ func (s *Space) endWrite(off, n int64, ok bool) {
 	}
 }
 
+// allAllocated reports whether every block covering [off, off+n) is
+// allocated.
+func (s *Space) allAllocated(off, n int64) bool {
+	start, end := s.roundOut(off, n)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.t.TestAll(start, end, allocatedBit)
+}
+
 // markFree records that the blocks wholly inside [off, off+n) no longer
 // have storage (punched).
 func (s *Space) markFree(off, n int64) {
