@@ -400,3 +400,39 @@ func TestNbdinfo(t *testing.T) {
 		t.Fatalf("exit code %d", code)
 	}
 }
+
+// TestPidFileAndBusyAdmin: an admin address given explicitly that is busy
+// is an error (exit 1); the pid file holds the server's pid and is removed
+// at exit.
+func TestPidFileAndBusyAdmin(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	dir := t.TempDir()
+	img := filepath.Join(dir, "p.img")
+
+	// Explicitly asked for a busy address: refuse to start.
+	cmd := exec.Command(binPath, "serve", "-p", "0", "--admin-address", busy.Addr().String(), img)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err = cmd.Run()
+	if code := cmd.ProcessState.ExitCode(); code != exitError || !strings.Contains(stderr.String(), "--admin-address") {
+		t.Errorf("busy explicit admin address: exit %d (%v), stderr %q", code, err, stderr.String())
+	}
+
+	pidFile := filepath.Join(dir, "extentd.pid")
+	addrFile := filepath.Join(dir, "addr")
+	s := startCmd(t, exec.Command(binPath, "serve", "-p", "0", "--admin-address", "127.0.0.1:0", "-P", pidFile, "--addr-file", addrFile, img), addrFile)
+	b, err := os.ReadFile(pidFile)
+	if err != nil || strings.TrimSpace(string(b)) != fmt.Sprint(s.cmd.Process.Pid) {
+		t.Errorf("pid file %q (%v), want %d", b, err, s.cmd.Process.Pid)
+	}
+	if code := s.stop(t, syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	if _, err := os.Stat(pidFile); err == nil {
+		t.Errorf("pid file left behind after a clean stop")
+	}
+}

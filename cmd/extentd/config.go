@@ -125,6 +125,9 @@ type Config struct {
 	// tcpExplicit: an address or port was given (by flag or file), so a
 	// Unix socket does not replace the TCP listener.
 	tcpExplicit bool
+	// adminExplicit: the admin address was given; if not, failing to bind
+	// the default address is a warning, so a second server still starts.
+	adminExplicit bool
 }
 
 // errConfig is wrapped by configuration errors; they exit with code 2.

@@ -143,6 +143,11 @@ func serve(ctx context.Context, cfg *Config, addrFile string) error {
 	var admin *adminServer
 	if *cfg.AdminAddress != "" {
 		admin, err = startAdmin(*cfg.AdminAddress, m, exports, listeners, log)
+		if err != nil && !cfg.adminExplicit {
+			log.Warn("admin endpoint not started (default address busy); pass --admin-address to choose another",
+				zap.String("addr", *cfg.AdminAddress), zap.Error(err))
+			admin, err = nil, nil
+		}
 		if err != nil {
 			for _, l := range listeners {
 				l.Close()

@@ -133,6 +133,7 @@ func (f *serveFlags) buildConfig(cmd *cobra.Command, args []string) (*Config, er
 	if set("unix") {
 		cfg.Unix = f.unix
 	}
+	cfg.adminExplicit = set("admin-address") || cfg.AdminAddress != nil
 	if set("admin-address") || cfg.AdminAddress == nil {
 		cfg.AdminAddress = &f.adminAddress
 	}
