@@ -30,8 +30,10 @@ const (
 // conn is one client connection.
 //
 // The handshake runs on the connection's goroutine. In transmission that
-// goroutine becomes the reader; Workers goroutines call the device; one
-// writer goroutine owns c.bw. Fields are owned as marked.
+// goroutine becomes the reader; Workers goroutines call the device and write
+// their own replies under wmu. A reply is flushed only by the last writer
+// in line (pending drops to zero), so replies that finish together share
+// one write system call. Fields are owned as marked.
 type conn struct {
 	s   *Server
 	id  uint64
@@ -59,15 +61,18 @@ type conn struct {
 
 	free    chan *request // idle requests; bounds requests in flight
 	work    chan *request // validated requests for the workers
-	replies chan *request // finished requests for the writer
 	workers sync.WaitGroup
-	wdone   chan struct{} // closed when the writer exits
+	pending atomic.Int32 // replies waiting for wmu; the last one out flushes
 
 	rhdr    [sizeExtendedRequest]byte // reader only
-	whdr    [64]byte                  // writer only
-	werr    error                     // writer only
 	drain   *[]byte                   // reader only: scratch for refused payloads
 	observe bool
+
+	wmu sync.Mutex // guards the following: the write side of the socket
+	// +checklocks:wmu
+	whdr [64]byte // scratch for reply headers
+	// +checklocks:wmu
+	werr error // first write error; later replies are dropped
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -183,8 +188,6 @@ func (c *conn) transmit() error {
 	o := &c.s.opts
 	c.free = make(chan *request, o.MaxInFlight)
 	c.work = make(chan *request, o.MaxInFlight)
-	c.replies = make(chan *request, o.MaxInFlight)
-	c.wdone = make(chan struct{})
 	for range o.MaxInFlight {
 		c.free <- newRequest(c)
 	}
@@ -192,12 +195,9 @@ func (c *conn) transmit() error {
 		c.workers.Add(1)
 		go c.worker()
 	}
-	go c.writer()
 	defer func() {
 		close(c.work)
 		c.workers.Wait()
-		close(c.replies)
-		<-c.wdone
 		if c.drain != nil {
 			c.s.pools.put(c.drain)
 		}
@@ -248,11 +248,30 @@ func (c *conn) transmit() error {
 		if errno != 0 {
 			r.errno, r.msg = errno, msg
 			c.logRefused(r)
-			c.replies <- r
+			c.reply(r)
+			continue
+		}
+		if c.inline(r) {
+			// Nothing else in flight and nothing more received: a worker
+			// hand-off would only add latency.
+			c.handle(r)
+			c.reply(r)
 			continue
 		}
 		c.work <- r
 	}
+}
+
+// maxInline is the largest READ or WRITE the reader handles itself.
+const maxInline = 128 << 10
+
+// inline reports whether the reader should handle r itself: r is the only
+// request in flight, no further request is already buffered, and r is a
+// small READ or WRITE (fast on a cached device). Anything else goes to the
+// workers so that a slow request never stalls reading the next one.
+func (c *conn) inline(r *request) bool {
+	return (r.cmd == CmdRead || r.cmd == CmdWrite) && r.length <= maxInline &&
+		c.inflight.Load() == 1 && c.br.Buffered() == 0
 }
 
 // discard reads and drops n payload bytes.
@@ -274,30 +293,30 @@ func (c *conn) worker() {
 	defer c.workers.Done()
 	for r := range c.work {
 		c.handle(r)
-		c.replies <- r
+		c.reply(r)
 	}
 }
 
-// writer writes replies in the order they finish and flushes when no more
-// are ready, so replies that complete together go out in one write.
-func (c *conn) writer() {
-	defer close(c.wdone)
-	for r := range c.replies {
-		if c.werr == nil {
-			c.werr = c.writeReply(r)
-			if c.werr == nil && len(c.replies) == 0 {
-				c.werr = c.bw.Flush()
-			}
-			if c.werr != nil {
-				c.log.Debug("write failed; closing", zap.Error(c.werr))
-				c.kill()
-			}
-		}
-		c.finish(r)
-	}
+// reply writes r's reply and recycles r. Replies that become ready while
+// another is being written queue on wmu; only the last of them flushes, so
+// they leave in one write.
+func (c *conn) reply(r *request) {
+	c.pending.Add(1)
+	c.wmu.Lock()
 	if c.werr == nil {
-		c.bw.Flush()
+		c.werr = c.writeReplyLocked(r)
+		if c.pending.Add(-1) == 0 && c.werr == nil {
+			c.werr = c.bw.Flush()
+		}
+		if c.werr != nil {
+			c.log.Debug("write failed; closing", zap.Error(c.werr))
+			c.kill()
+		}
+	} else {
+		c.pending.Add(-1)
 	}
+	c.wmu.Unlock()
+	c.finish(r)
 }
 
 // finish reports a request to the observer and recycles it.

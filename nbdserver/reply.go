@@ -9,11 +9,11 @@ import (
 // 256 bytes where possible, 4096 at most).
 const maxErrorMsg = 256
 
-// writeReply encodes r's reply into the buffered writer. It runs on the
-// writer goroutine only. Errors are sticky in c.bw and surface at Flush.
-func (c *conn) writeReply(r *request) error {
+// writeReplyLocked encodes r's reply into the buffered writer. c.wmu must
+// be held. Errors are sticky in c.bw and surface at Flush.
+func (c *conn) writeReplyLocked(r *request) error {
 	if r.errno != 0 {
-		return c.writeError(r)
+		return c.writeErrorLocked(r)
 	}
 	b := c.whdr[:]
 	if !c.neg.structured {
@@ -76,9 +76,9 @@ func (c *conn) writeReply(r *request) error {
 	return err
 }
 
-// writeError sends r.errno: a simple reply without structured replies,
-// otherwise an error chunk carrying r.msg.
-func (c *conn) writeError(r *request) error {
+// writeErrorLocked sends r.errno: a simple reply without structured
+// replies, otherwise an error chunk carrying r.msg. c.wmu must be held.
+func (c *conn) writeErrorLocked(r *request) error {
 	b := c.whdr[:]
 	if !c.neg.structured {
 		n := putSimpleReply(b, r.errno, r.cookie)
