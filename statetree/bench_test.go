@@ -175,3 +175,37 @@ func BenchmarkCluster(b *testing.B) {
 	b.ReportMetric(float64(total)/float64(b.N)/mib, "MiB/cluster")
 	b.ReportMetric(float64(tr.Len()), "ranges")
 }
+
+// millionTree returns a tree with 1,000,000 one-block Dirty ranges on every
+// other block.
+func millionTree() *Tree {
+	const n = 1_000_000
+	tr := New(Options{Size: 2 * n * benchBS, BlockSize: benchBS})
+	for x := int64(0); x < n; x++ {
+		tr.Set(2*x*benchBS, (2*x+1)*benchBS, Dirty, 0)
+	}
+	return tr
+}
+
+// BenchmarkBulk measures whole-device mutations of a 1,000,000-range tree:
+// the time the caller's lock is held by one atomic op (a full-device TRIM
+// or WRITE_ZEROES). One op is one whole-device call.
+func BenchmarkBulk(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		f    func(*Tree)
+	}{
+		{"clear-all", func(tr *Tree) { tr.Clear(0, tr.Size(), Dirty) }},
+		{"set-all", func(tr *Tree) { tr.Set(0, tr.Size(), Zeroed, 0) }},
+		{"set-present", func(tr *Tree) { tr.Set(0, tr.Size()/2, Dirty|Delalloc, 0) }},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				tr := millionTree()
+				b.StartTimer()
+				tc.f(tr)
+			}
+		})
+	}
+}

@@ -548,7 +548,7 @@ func TestModel(t *testing.T) {
 		{"small", 8, 4, 0, 40, 100, 30},
 		// Mostly short ops grow the tree past several leaves, exercising
 		// leaf splits, spills and merges.
-		{"many-leaves", 1500, 1, 0, 1, 2000, 97},
+		{"many-leaves", 1500, 1, 0, 2, 1200, 97},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := rand.New(rand.NewPCG(seed, uint64(len(tc.name))))
@@ -557,6 +557,9 @@ func TestModel(t *testing.T) {
 			for range tc.seqs {
 				h := newHarness(t, tc.blocks, tc.bs, tc.blocks*tc.bs-tc.partial)
 				h.shortPct = tc.shortPct
+				// Cover both mutation paths: always bulk, bulk past
+				// one leaf, and the default.
+				h.tr.bulkLeaves = []int{0, 1, defaultBulkLeaves}[r.IntN(3)]
 				for range tc.opsPerSq {
 					h.apply(h.randOp(r))
 					h.randQueries(r)
@@ -568,7 +571,8 @@ func TestModel(t *testing.T) {
 }
 
 // FuzzStateTree decodes its input into a device shape (byte 0: blocks - 1;
-// byte 1: log2 block size, high bit: partial last block) and a sequence of
+// byte 1: log2 block size, bit 7: partial last block, bit 6: every op
+// takes the bulk path) and a sequence of
 // 6-byte operations (kind, start block, end block, set bits, clear bits,
 // owner), and checks each one, and queries derived from its bytes, against
 // the per-block model exactly as TestModel does.
@@ -586,6 +590,9 @@ func FuzzStateTree(f *testing.F) {
 			partial = bs / 2
 		}
 		h := newHarness(t, nb, bs, nb*bs-partial)
+		if data[1]&0x40 != 0 {
+			h.tr.bulkLeaves = 0
+		}
 		data = data[2:]
 		for len(data) >= 6 && h.steps < 200 {
 			d := data[:6]

@@ -38,6 +38,15 @@ type Tree struct {
 	bytes     [NumBits]int64 // bytes[i]: total bytes having bit i; sums over records
 	waiters   []*waiter      // goroutines blocked in WaitClear or Lock
 	woken     uint64         // waiters woken so far (for tests)
+
+	// bulkLeaves: ops spanning more leaves than this take bulkApply;
+	// 0 sends every op there (tests use it to cover that path).
+	bulkLeaves int
+	// Scratch buffers for bulkApply, kept between calls while small.
+	scratchIn, scratchOut []Range
+	scratchLeaves         []*leaf
+	scratchCounts         []int
+	scratchMins           []int64
 }
 
 // New returns an empty Tree. It panics if opts (after EnsureDefaults) is
@@ -47,7 +56,7 @@ func New(opts Options) *Tree {
 	if err := opts.Validate(); err != nil {
 		panic(err)
 	}
-	return &Tree{size: opts.Size, blockSize: opts.BlockSize, locker: opts.Locker}
+	return &Tree{size: opts.Size, blockSize: opts.BlockSize, locker: opts.Locker, bulkLeaves: defaultBulkLeaves}
 }
 
 // Size returns the device size the tree covers.
@@ -163,23 +172,42 @@ func (t *Tree) TrySetExclusive(start, end int64, b Bits, owner uint32) (ok bool,
 	return true, -1
 }
 
-// apply performs o over [start,end) in one pass: it splits the records that
-// straddle start or end, rewrites or deletes the covered records, fills gaps,
-// and merges every touched record with its neighbours.
+// apply performs o over [start,end): in place when it touches a few leaves,
+// by rewriting the affected leaves (bulkApply) when it spans many.
 func (t *Tree) apply(start, end int64, o op) {
 	if start >= end {
 		return
 	}
 	s := &t.s
-	changed := false
+	p := s.seek(start)
+	var changed bool
+	if k := t.bulkLeaves; k == 0 || (p.li+k < len(s.mins) && s.mins[p.li+k] < end) {
+		changed = t.bulkApply(start, end, o, p)
+	} else {
+		changed = t.applyInPlace(start, end, o, p)
+	}
+	if changed {
+		t.gen++
+	}
+	if invariants {
+		if err := t.Check(); err != nil {
+			panic(fmt.Sprintf("statetree: after op [%d,%d) set=%v clear=%v: %v", start, end, o.set, o.clear, err))
+		}
+	}
+}
+
+// applyInPlace performs o over [start,end) in one pass from p =
+// s.seek(start): it splits the records that straddle start or end, rewrites
+// or deletes the covered records, fills gaps, and merges every touched
+// record with its neighbours.
+func (t *Tree) applyInPlace(start, end int64, o op, p pos) (changed bool) {
+	s := &t.s
 	gapBits := o.set &^ o.clear
 	gapOwner := uint32(0)
 	if o.setOwner && gapBits != 0 {
 		gapOwner = o.owner
 	}
-	p := s.seek(start)
-	cur := start
-	for cur < end {
+	for cur := start; cur < end; {
 		var r Range
 		have := false
 		if s.valid(p) {
@@ -266,14 +294,7 @@ func (t *Tree) apply(start, end int64, o op) {
 	if s.valid(p) {
 		t.mergePrev(p)
 	}
-	if changed {
-		t.gen++
-	}
-	if invariants {
-		if err := t.Check(); err != nil {
-			panic(fmt.Sprintf("statetree: after op [%d,%d) set=%v clear=%v: %v", start, end, o.set, o.clear, err))
-		}
-	}
+	return changed
 }
 
 // Clone returns a deep copy of t, in O(n), with the same options. The copy
@@ -281,7 +302,7 @@ func (t *Tree) apply(start, end int64, o op) {
 // under a different lock (for example a snapshot for a long block-status
 // scan).
 func (t *Tree) Clone() *Tree {
-	c := &Tree{size: t.size, blockSize: t.blockSize, locker: t.locker, gen: t.gen, bytes: t.bytes}
+	c := &Tree{size: t.size, blockSize: t.blockSize, locker: t.locker, gen: t.gen, bytes: t.bytes, bulkLeaves: t.bulkLeaves}
 	c.s.n = t.s.n
 	c.s.mins = append([]int64(nil), t.s.mins...)
 	c.s.counts = append([]int(nil), t.s.counts...)
