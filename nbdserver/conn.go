@@ -262,15 +262,17 @@ func (c *conn) transmit() error {
 	}
 }
 
-// maxInline is the largest READ or WRITE the reader handles itself.
+// maxInline is the largest WRITE the reader handles itself.
 const maxInline = 128 << 10
 
-// inline reports whether the reader should handle r itself: r is the only
-// request in flight, no further request is already buffered, and r is a
-// small READ or WRITE (fast on a cached device). Anything else goes to the
-// workers so that a slow request never stalls reading the next one.
+// inline reports whether the reader should handle r itself, saving a
+// worker hand-off (measured: about a third of the latency of a 4 KiB write
+// at queue depth 1): r is the only request in flight, no further request is
+// already buffered, and r is a small WRITE without FUA, which a write-back
+// device absorbs in memory. READs are never inlined: a cache miss would
+// stall reading the next request behind backing-store I/O.
 func (c *conn) inline(r *request) bool {
-	return (r.cmd == CmdRead || r.cmd == CmdWrite) && r.length <= maxInline &&
+	return r.cmd == CmdWrite && r.flags&cmdFlagFUA == 0 && r.length <= maxInline &&
 		c.inflight.Load() == 1 && c.br.Buffered() == 0
 }
 
