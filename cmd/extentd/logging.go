@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -90,6 +91,10 @@ func newLogger(cfg LogConfig) (*zap.Logger, *reopenFile, error) {
 		}
 		out = rf
 	}
-	core := zapcore.NewCore(enc, out, level)
+	// Sampling bounds repeated messages (per message text, per second: the
+	// first 20, then every 100th), so a client provoking one error per
+	// request cannot flood the log; control-path lines never repeat that
+	// fast.
+	core := zapcore.NewSamplerWithOptions(zapcore.NewCore(enc, out, level), time.Second, 20, 100)
 	return zap.New(core, zap.ErrorOutput(zapcore.Lock(os.Stderr))), rf, nil
 }

@@ -44,3 +44,25 @@ func TestLoggerBadValues(t *testing.T) {
 		}
 	}
 }
+
+func TestLoggerSamplesRepeats(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "extentd.log")
+	log, rf, err := newLogger(LogConfig{Format: "json", File: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 1000; i++ {
+		log.Warn("request failed")
+	}
+	log.Info("different message")
+	_ = log.Sync()
+	_ = rf.Close()
+	b, _ := os.ReadFile(path)
+	n := strings.Count(string(b), `"msg":"request failed"`)
+	if n < 20 || n > 40 {
+		t.Errorf("%d of 1000 identical lines logged, want about 20 + 1000/100", n)
+	}
+	if !strings.Contains(string(b), "different message") {
+		t.Errorf("sampling dropped a different message")
+	}
+}

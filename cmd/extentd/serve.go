@@ -193,7 +193,17 @@ wait:
 		}
 	}
 
-	// Ordered shutdown.
+	// Ordered shutdown. A second SIGTERM/SIGINT abandons it: whatever is
+	// still dirty is lost, as with kill -9.
+	go func() {
+		for sig := range sigs {
+			if sig != syscall.SIGHUP {
+				log.Error("second signal during shutdown: exiting without finishing writeback; unflushed data is lost", zap.String("signal", sig.String()))
+				_ = log.Sync()
+				os.Exit(exitError)
+			}
+		}
+	}()
 	sctx, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.ShutdownTimeout))
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
