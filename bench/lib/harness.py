@@ -1418,6 +1418,7 @@ def main():
     ap.add_argument("--tmpdir", default=None, help="where images go (default $TMPDIR or /tmp)")
     ap.add_argument("--out", default=None, help="results folder (default bench/results/STAMP)")
     ap.add_argument("--label", default="")
+    ap.add_argument("--dry-run", action="store_true", help="print the session plan and exit")
     ap.add_argument("--stop-by", default=None, metavar="HH:MM",
                     help="start no new session after this local time (the rest is listed as skipped)")
     ap.add_argument("--docs", default=None, metavar="FILE",
@@ -1474,7 +1475,7 @@ def main():
 
     run = Run(a)
     t_start = time.monotonic()
-    if "extentd" in servers:
+    if "extentd" in servers and not a.dry_run:
         try:
             run.build_extentd()
         except Exception as e:
@@ -1483,26 +1484,36 @@ def main():
 
     main_wls = [w for w in wls if W.WORKLOADS.get(w, {}).get("session") == "main"]
     big = "W1-big" in wls
-    plan = []   # (rep, kind, server)
+    # (rep, kind, server). The copy and fs sessions of rep k run after the fio
+    # sessions of rep k+1, so that a run cut short by --stop-by loses only the
+    # tail of the last rep's fio sessions.
+    fio_blocks, extra_blocks = [], []
     for rep in range(1, a.reps + 1):
-        for s in servers:
-            if main_wls:
-                plan.append((rep, "main", s))
-        for s in servers:
-            if big and (s == "extentd" or a.big_all):
-                plan.append((rep, "big", s))
+        blk = [(rep, "main", s) for s in servers if main_wls]
+        blk += [(rep, "big", s) for s in servers if big and (s == "extentd" or a.big_all)]
+        fio_blocks.append(blk)
+        ex = []
         if rep <= extra_reps:
-            for s in servers:
-                if "copy" in wls and not W.SERVERS[s].get("memory"):
-                    plan.append((rep, "copy", s))
-            for s in servers:
-                if "fs" in wls:
-                    plan.append((rep, "fs", s))
+            ex += [(rep, "copy", s) for s in servers
+                   if "copy" in wls and not W.SERVERS[s].get("memory")]
+            ex += [(rep, "fs", s) for s in servers if "fs" in wls]
+        extra_blocks.append(ex)
+    plan = []
+    for i, blk in enumerate(fio_blocks):
+        plan += blk
+        if i >= 1:
+            plan += extra_blocks[i - 1]
+    plan += extra_blocks[-1]
     n_fio = sum(len(main_wls) if k == "main" else 1 for _, k, _ in plan if k in ("main", "big"))
     est = n_fio * (a.runtime + a.ramp + 3) + len(plan) * 10 + \
         sum(1 for p in plan if p[1] == "fs") * (25 if not a.quick else 5) + \
         sum(1 for p in plan if p[1] == "copy") * 10
     log(f"{len(plan)} sessions, {n_fio} fio runs, roughly {est / 60:.0f} min; results in {run.outdir}")
+    if a.dry_run:
+        for rep, kind, s in plan:
+            print(f"rep {rep} {kind:5s} {s}" + (f": {' '.join(main_wls)}" if kind == "main" else ""))
+        shutil.rmtree(run.outdir, ignore_errors=True)
+        return 0
 
     outer_fs = mount_of(run.tmproot)
     want_scratch = a.scratch != "off" and (
