@@ -32,6 +32,11 @@ type store struct {
 	counts []int   // live records in leaf li
 	n      int     // total records
 	free   []*leaf // recycled leaves, at most maxFreeLeaves
+
+	// hint is the leaf of the last mutation, tried before the index
+	// search (the analogue of btrfs's cached_state). Only mutations write
+	// it; a stale hint is detected and costs only the search.
+	hint int
 }
 
 // pos is a position in the store: record i of leaf li. The end position is
@@ -96,13 +101,16 @@ func (s *store) seek(off int64) pos {
 	if len(mins) == 0 || mins[0] > off {
 		return pos{0, 0}
 	}
-	li, n := 0, len(mins)
-	for n > 1 {
-		half := n >> 1
-		if mins[li+half] <= off {
-			li += half
+	li := s.hint
+	if li >= len(mins) || mins[li] > off || (li+1 < len(mins) && mins[li+1] <= off) {
+		li = 0
+		for n := len(mins); n > 1; {
+			half := n >> 1
+			if mins[li+half] <= off {
+				li += half
+			}
+			n -= half
 		}
-		n -= half
 	}
 	// First record in the leaf with End > off.
 	lf, cnt := s.leaves[li], s.counts[li]

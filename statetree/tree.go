@@ -189,6 +189,7 @@ func (t *Tree) apply(start, end int64, o op) {
 	if changed {
 		t.gen++
 	}
+	s.hint = max(0, min(p.li, len(s.leaves)-1))
 	if invariants {
 		if err := t.Check(); err != nil {
 			panic(fmt.Sprintf("statetree: after op [%d,%d) set=%v clear=%v: %v", start, end, o.set, o.clear, err))
