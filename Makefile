@@ -93,9 +93,9 @@ staticcheck:
 # its seed corpus (testdata/fuzz); a failure leaves the crasher there.
 fuzz-smoke:
 	@set -e; n=0; \
-	for file in $$(grep -rl --include='*_test.go' '^func Fuzz[A-Z0-9_a-z]*(f \*testing.F)' . | sort); do \
+	for file in $$(grep -rl --include='*_test.go' '^func Fuzz[A-Za-z0-9_]*([A-Za-z_]* \*testing.F)' . | sort); do \
 		dir=$$(dirname $$file); \
-		for f in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(f \*testing.F).*/\1/p' $$file); do \
+		for f in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)([A-Za-z_]* \*testing.F).*/\1/p' $$file); do \
 			echo "fuzz $$dir $$f ($(FUZZTIME))"; \
 			$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$dir; \
 			n=$$((n+1)); \
