@@ -436,3 +436,90 @@ func TestPidFileAndBusyAdmin(t *testing.T) {
 		t.Errorf("pid file left behind after a clean stop")
 	}
 }
+
+// TestConfigTwoExports serves two exports from a config file, one read-only
+// without cache, and checks each is reachable by name with its own size.
+func TestConfigTwoExports(t *testing.T) {
+	dir := t.TempDir()
+	ro := filepath.Join(dir, "ro.img")
+	if code, _, stderr := runCLI(t, "create", ro, "--size", "2M"); code != 0 {
+		t.Fatal(stderr)
+	}
+	cfg := filepath.Join(dir, "extentd.yaml")
+	body := fmt.Sprintf(`
+defaults: {cache-size: 8M, max-dirty: 32M, max-writeback-io: 1M}
+exports:
+  - {name: rw, image: %s, size: 16M, description: scratch}
+  - {name: ro, image: %s, read-only: true, cache: none}
+`, filepath.Join(dir, "rw.img"), ro)
+	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, "--config", cfg)
+	addr := s.tcpAddr(t)
+	rw := dial(t, "tcp", addr, "rw")
+	if rw.Export().Size != 16<<20 || rw.Export().Description != "scratch" {
+		t.Errorf("export rw: %+v", rw.Export())
+	}
+	if _, err := rw.WriteAt(pattern(8192, 5), 4096); err != nil {
+		t.Fatal(err)
+	}
+	roc := dial(t, "tcp", addr, "ro")
+	if roc.Export().Size != 2<<20 {
+		t.Errorf("export ro size %d", roc.Export().Size)
+	}
+	if _, err := roc.WriteAt(make([]byte, 512), 0); err == nil {
+		t.Errorf("write to the read-only export succeeded")
+	}
+	rw.Close()
+	roc.Close()
+	if code := s.stop(t, syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	data, _ := os.ReadFile(filepath.Join(dir, "rw.img"))
+	if len(data) != 16<<20 || !bytes.Equal(data[4096:4096+8192], pattern(8192, 5)) {
+		t.Errorf("rw.img lacks the write after SIGTERM")
+	}
+}
+
+// TestNbdcopyRoundTrip copies a file with holes and data into the server
+// with nbdcopy (which flushes at the end), stops it with SIGTERM and
+// compares the image with the source byte for byte.
+func TestNbdcopyRoundTrip(t *testing.T) {
+	tools := testutil.RequireTool(t, "nbdcopy")
+	if tools == nil {
+		return
+	}
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.raw")
+	const size = 32 << 20
+	f, err := os.Create(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	for i, off := range []int64{0, 3<<20 + 512, 17 << 20, size - 65536} {
+		if _, err := f.WriteAt(pattern(65536, byte(i+1)), off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(dir, "dst.img")
+	s := startServer(t, "--size", "32M", "--max-writeback-io", "1M", "--max-dirty", "4M", img)
+	out, err := exec.Command(tools[0], src, s.nbd[0]).CombinedOutput()
+	if err != nil {
+		t.Fatalf("nbdcopy: %v\n%s", err, out)
+	}
+	if code := s.stop(t, syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	want, _ := os.ReadFile(src)
+	got, _ := os.ReadFile(img)
+	if !bytes.Equal(want, got) {
+		t.Fatalf("image differs from the nbdcopy source (%d vs %d bytes)", len(got), len(want))
+	}
+}
