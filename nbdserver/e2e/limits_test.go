@@ -92,13 +92,13 @@ func TestOverflowRanges(t *testing.T) {
 	r := func(typ uint16, off, n uint64) nbdtest.Request {
 		return nbdtest.Request{Type: typ, Offset: off, Length: n}
 	}
-	any := []nbdtest.Errno{nbdtest.EINVAL, nbdtest.ENOSPC, nbdtest.EOVERFLOW}
+	anyErr := []nbdtest.Errno{nbdtest.EINVAL, nbdtest.ENOSPC, nbdtest.EOVERFLOW}
 	runErrCases(t, c, []errCase{
 		{"block status wraps", r(nbdtest.CmdBlockStatus, 4096, 1<<64-1), []nbdtest.Errno{nbdtest.EINVAL}},
 		{"trim wraps", r(nbdtest.CmdTrim, 4096, 1<<64-4096), []nbdtest.Errno{nbdtest.EINVAL}},
-		{"zero wraps", r(nbdtest.CmdWriteZeroes, 4096, 1<<64-4096), any},
+		{"zero wraps", r(nbdtest.CmdWriteZeroes, 4096, 1<<64-4096), anyErr},
 		{"cache wraps", r(nbdtest.CmdCache, 1<<63, 1<<63), []nbdtest.Errno{nbdtest.EINVAL}},
-		{"read wraps", r(nbdtest.CmdRead, 1<<64-1, 2), any},
+		{"read wraps", r(nbdtest.CmdRead, 1<<64-1, 2), anyErr},
 		{"trim 2^63", r(nbdtest.CmdTrim, 0, 1<<63), []nbdtest.Errno{nbdtest.EINVAL}},
 	})
 }
