@@ -73,7 +73,8 @@ type Cache struct {
 	clean   *ristretto.Cache[uint64, []byte]
 	done    chan struct{}  // closed to stop the writeback goroutine
 	wake    chan struct{}  // cap 1: wakes the writeback goroutine
-	wg      sync.WaitGroup // the writeback goroutine and its I/O goroutines
+	jobq    chan *job      // claimed jobs for the I/O workers; closed when run exits
+	wg      sync.WaitGroup // the writeback goroutine and its I/O workers
 	genMask uint64
 	st      counters
 
@@ -81,7 +82,7 @@ type Cache struct {
 	// +checklocks:mu
 	tree *statetree.Tree
 	// +checklocks:mu
-	index map[int64]*page // block number → page, for Dirty blocks and data under writeback
+	index pageIndex // block number → page, for Dirty blocks and data under writeback
 	// +checklocks:mu
 	free []*page // recycled pages
 	// +checklocks:mu
@@ -107,6 +108,8 @@ type Cache struct {
 	retryAt time.Time // background writeback waits until then after a failure
 	// +checklocks:mu
 	backoff time.Duration
+	// +checklocks:mu
+	lowerDirty bool // lower was written since its last successful Flush
 	// +checklocks:mu
 	outOfSpace bool // Space.SetOutOfSpace(true) was called
 	// +checklocks:mu
@@ -155,13 +158,15 @@ func New(lower device.Device, opts Options) (*Cache, error) {
 		shift:    uint(bits.TrailingZeros64(uint64(opts.BlockSize))),
 		done:     make(chan struct{}),
 		wake:     make(chan struct{}, 1),
-		index:    make(map[int64]*page),
 		maxPages: int(opts.MaxDirty / opts.BlockSize),
 		backoff:  opts.RetryBackoff,
+		// The lower device may hold unflushed writes from before.
+		lowerDirty: true,
 	}
 	c.tree = statetree.New(statetree.Options{Size: size, BlockSize: opts.BlockSize, Locker: &c.mu})
 	c.cond = sync.NewCond(&c.mu)
 	blocks := (size + c.bs - 1) >> c.shift
+	c.index = newPageIndex(blocks)
 	ng := uint64(1) << 16
 	for ng > 1 && int64(ng/2) >= blocks {
 		ng /= 2
@@ -188,8 +193,12 @@ func New(lower device.Device, opts Options) (*Cache, error) {
 		}
 		c.clean = cc
 	}
-	c.wg.Add(1)
+	c.jobq = make(chan *job, opts.WritebackInFlight)
+	c.wg.Add(1 + opts.WritebackInFlight)
 	go c.run()
+	for range opts.WritebackInFlight {
+		go c.worker()
+	}
 	return c, nil
 }
 

@@ -34,7 +34,7 @@ func (c *Cache) Check() error {
 		if r.Bits&statetree.Dirty != 0 {
 			first, last := c.blockRange(r.Start, r.End)
 			for b := first; b < last; b++ {
-				pg := c.index[b]
+				pg := c.index.get(b)
 				if pg == nil {
 					return fail("dirty block %d (range %v) has no page", b, r)
 				}
@@ -48,17 +48,20 @@ func (c *Cache) Check() error {
 	if err != nil {
 		return err
 	}
-	for b := range c.index {
+	c.index.each(func(b int64, _ *page) {
 		r, ok := c.tree.Get(b << c.shift)
-		if !ok || r.Bits&(statetree.Dirty|statetree.Writeback) == 0 {
-			return fmt.Errorf("extentcache: check: block %d has a page but state %v", b, r.Bits)
+		if err == nil && (!ok || r.Bits&(statetree.Dirty|statetree.Writeback) == 0) {
+			err = fmt.Errorf("extentcache: check: block %d has a page but state %v", b, r.Bits)
 		}
+	})
+	if err != nil {
+		return err
 	}
-	if len(c.index) > c.pagesInUse {
-		return fmt.Errorf("extentcache: check: %d pages indexed but %d in use", len(c.index), c.pagesInUse)
+	if c.index.len() > c.pagesInUse {
+		return fmt.Errorf("extentcache: check: %d pages indexed but %d in use", c.index.len(), c.pagesInUse)
 	}
-	if c.inflight == 0 && c.pagesInUse != len(c.index) {
-		return fmt.Errorf("extentcache: check: no writeback in flight but %d pages in use, %d indexed", c.pagesInUse, len(c.index))
+	if c.inflight == 0 && c.pagesInUse != c.index.len() {
+		return fmt.Errorf("extentcache: check: no writeback in flight but %d pages in use, %d indexed", c.pagesInUse, c.index.len())
 	}
 	return nil
 }

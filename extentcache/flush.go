@@ -70,6 +70,11 @@ func (c *Cache) serve(reqs []*syncReq) {
 		if ferr := c.lowerFlush(); err == nil {
 			err = ferr
 		}
+		c.mu.Lock()
+		if err == nil {
+			c.stickyErr = nil // every acknowledged write is durable now
+		}
+		c.mu.Unlock()
 	} else {
 		for _, r := range reqs {
 			if perr := c.pass(r.off, r.off+r.n); perr != nil && err == nil {
@@ -85,21 +90,34 @@ func (c *Cache) serve(reqs []*syncReq) {
 		} else if ferr := c.lowerFlush(); err == nil {
 			err = ferr
 		}
+		c.mu.Lock()
+		if err == nil && c.stickyErr != nil {
+			// An earlier writeback failed and no full flush has
+			// succeeded since: report it here too.
+			err = fmt.Errorf("%w: %w", ErrWriteback, c.stickyErr)
+		}
+		c.mu.Unlock()
 	}
-	c.mu.Lock()
-	if err == nil && full {
-		c.stickyErr = nil // every acknowledged write is durable now
-	}
-	c.mu.Unlock()
 	for _, r := range reqs {
 		r.done <- err
 	}
 }
 
-// lowerFlush flushes the lower device.
+// lowerFlush flushes the lower device, unless nothing was written to it
+// since its last successful flush.
 func (c *Cache) lowerFlush() error {
+	c.mu.Lock()
+	dirty := c.lowerDirty
+	c.lowerDirty = false
+	c.mu.Unlock()
+	if !dirty {
+		return nil
+	}
 	c.st.lowerFlushes.Add(1)
 	if err := c.lower.Flush(); err != nil {
+		c.mu.Lock()
+		c.lowerDirty = true
+		c.mu.Unlock()
 		return fmt.Errorf("extentcache: flush: %w", err)
 	}
 	return nil

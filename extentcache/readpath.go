@@ -45,7 +45,7 @@ func (c *Cache) ReadAt(p []byte, off int64) (int, error) {
 	for b := first; b < last; b++ {
 		bo := b << c.shift
 		lo, hi := max(off, bo), min(end, c.blockEnd(b))
-		if pg := c.index[b]; pg != nil {
+		if pg := c.index.get(b); pg != nil {
 			copy(p[lo-off:hi-off], pg.buf[lo-bo:hi-bo])
 			continue
 		}

@@ -110,11 +110,11 @@ func (c *Cache) dropPagesLocked(s, e int64) {
 	for _, r := range rs {
 		first, last := c.blockRange(max(r.Start, s), min(r.End, e))
 		for b := first; b < last; b++ {
-			pg := c.index[b]
+			pg := c.index.get(b)
 			if pg == nil {
 				continue
 			}
-			delete(c.index, b)
+			c.index.del(b)
 			if !pg.wb {
 				c.freePageLocked(pg)
 			}

@@ -16,6 +16,10 @@ import (
 // everything larger.
 const NumSizeBuckets = 13
 
+// maxMarksPerCall bounds the age marks one backgroundLocked call looks at
+// while holding c.mu.
+const maxMarksPerCall = 1024
+
 // maxZeroIO bounds one zeroing/punching I/O of writeback.
 const maxZeroIO = 1 << 30
 
@@ -58,6 +62,7 @@ func (c *Cache) run() {
 				c.cond.Wait()
 			}
 			c.mu.Unlock()
+			close(c.jobq)
 			return
 		}
 	}
@@ -73,7 +78,10 @@ func (c *Cache) backgroundLocked() bool {
 	}
 	// Expired data first, oldest first.
 	limit := now.Add(-c.opts.WritebackAge).UnixNano()
-	for c.ages.len() > 0 && c.ages.front().t <= limit {
+	for scanned := 0; c.ages.len() > 0 && c.ages.front().t <= limit; scanned++ {
+		if scanned == maxMarksPerCall {
+			return true // let requests and writers in; the caller comes back
+		}
 		m := c.ages.front()
 		c.ages.pop()
 		r, ok := c.tree.Get(m.off)
@@ -153,7 +161,7 @@ func (c *Cache) claimLocked(r statetree.Range, at int64) (end int64, ok bool) {
 		c.tree.Convert(s, e, statetree.Writeback, statetree.Dirty)
 		first, last := c.blockRange(s, e)
 		for b := first; b < last; b++ {
-			pg := c.index[b]
+			pg := c.index.get(b)
 			if pg == nil || pg.wb {
 				panic(fmt.Sprintf("extentcache: invariant: dirty block %d has no free page", b))
 			}
@@ -175,15 +183,22 @@ func (c *Cache) claimLocked(r statetree.Range, at int64) (end int64, ok bool) {
 		c.tree.Convert(s, e, statetree.Writeback, 0)
 	}
 	c.inflight++
-	c.wg.Add(1)
-	end = j.end // j belongs to the I/O goroutine from here on
-	go c.do(j)
+	end = j.end // j belongs to an I/O worker from here on
+	c.jobq <- j // never blocks: at most WritebackInFlight jobs exist
 	return end, true
+}
+
+// worker performs writeback jobs until jobq is closed. There are
+// WritebackInFlight workers; long-lived so that their stacks stay grown.
+func (c *Cache) worker() {
+	defer c.wg.Done()
+	for j := range c.jobq {
+		c.do(j)
+	}
 }
 
 // do performs job j against lower without c.mu, then completes it.
 func (c *Cache) do(j *job) {
-	defer c.wg.Done()
 	var err error
 	if j.zero {
 		err = c.doZero(j)
@@ -296,6 +311,7 @@ func (c *Cache) doZero(j *job) error {
 // become clean, on failure they become Dirty again. Either way Writeback is
 // cleared. c.mu must be held.
 func (c *Cache) completeLocked(j *job, err error) {
+	c.lowerDirty = true // even a failed write may have changed lower
 	if err != nil {
 		c.recordFailureLocked(err)
 		c.ages.push(j.start, time.Now().Add(-c.opts.WritebackAge).UnixNano())
@@ -327,10 +343,10 @@ func (c *Cache) completeLocked(j *job, err error) {
 		runStart := int64(-1)
 		for i, pg := range j.pages {
 			b := first + int64(i)
-			cur := c.index[b] == pg
+			cur := c.index.get(b) == pg
 			switch {
 			case cur && err == nil:
-				delete(c.index, b) // clean now
+				c.index.del(b) // clean now
 				c.freePageLocked(pg)
 			case cur: // failed: keep it dirty
 				pg.wb = false

@@ -70,7 +70,7 @@ func (c *Cache) write(p []byte, off int64) error {
 		missing := false
 		for i, partial := range [2]bool{headPartial, tailPartial} {
 			b := fillBlk[i]
-			if !partial || c.index[b] != nil || c.zeroedLocked(b) {
+			if !partial || c.index.get(b) != nil || c.zeroedLocked(b) {
 				if fills[i] != nil {
 					c.freePageLocked(fills[i])
 					fills[i] = nil
@@ -118,7 +118,7 @@ func (c *Cache) write(p []byte, off int64) error {
 		bo := b << c.shift
 		lo, hi := max(off, bo), min(end, c.blockEnd(b))
 		whole := lo == bo && hi == c.blockEnd(b)
-		pg := c.index[b]
+		pg := c.index.get(b)
 		switch {
 		case pg == nil:
 			newlyDirty = true
@@ -133,14 +133,14 @@ func (c *Cache) write(p []byte, off int64) error {
 				pg = c.newPageLocked()
 				clear(pg.buf)
 			}
-			c.index[b] = pg
+			c.index.set(b, pg)
 		case pg.wb:
 			// Copy-on-write: the old page is being written back.
 			np := c.newPageLocked()
 			if !whole {
 				copy(np.buf, pg.buf)
 			}
-			c.index[b] = np
+			c.index.set(b, np)
 			pg = np
 		}
 		copy(pg.buf[lo-bo:hi-bo], p[lo-off:hi-off])
