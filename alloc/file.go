@@ -24,8 +24,9 @@ import (
 // storage. Open builds it with SEEK_DATA/SEEK_HOLE; WriteAt, WriteVAt,
 // Allocate and Zero mark the blocks they touch allocated after the system
 // call succeeds; Trim and Zero with mayTrim mark the blocks wholly inside
-// their range free before punching (and allocated again if the punch
-// fails), so a racing reader never reads a stale hole as data. ReadAt fills
+// their range free before punching (so a write racing the punch is never
+// hidden behind a stale hole), and allocated again if the punch fails.
+// ReadAt fills
 // ranges the map knows are holes with zeros without a system call, and
 // Extents is answered from the map.
 //
@@ -64,9 +65,8 @@ type File struct {
 	closeMu sync.RWMutex // guards the following; every operation holds it shared
 	closed  bool         // +checklocks:closeMu
 
-	// statMu keeps fd open while Space calls statfs on it; Close takes it
-	// after closeMu. Never held with closeMu shared by the same goroutine
-	// in the other order.
+	// statMu keeps fd open while Space calls statfs on it (Space may do so
+	// from any goroutine, after Close too). Lock order: closeMu → statMu.
 	statMu sync.RWMutex
 
 	// rmw orders DirectIO read-modify-writes against other writes: held

@@ -212,6 +212,8 @@ func (s *Space) Reserve(off, n int64) (reserved int64, err error) {
 // reserveLocked sets bit (reservedBit or chargedBit) on the blocks of the
 // block range [start, end) that have no bit, if capacity allows (and, for
 // reservedBit, OutOfSpace is clear); ok reports success. s.mu must be held.
+//
+// +checklocks:s.mu
 func (s *Space) reserveLocked(start, end int64, bit statetree.Bits) (reserved int64, ok bool) {
 	free := s.scratch[:0]
 	cur := start
@@ -244,6 +246,8 @@ func (s *Space) reserveLocked(start, end int64, bit statetree.Bits) (reserved in
 
 // newBytesLocked returns the bytes of [start, end) neither allocated,
 // reserved nor charged. s.mu must be held.
+//
+// +checklocks:s.mu
 func (s *Space) newBytesLocked(start, end int64) int64 {
 	held := int64(0)
 	s.t.Ascend(start, end, func(r statetree.Range) bool {
@@ -254,10 +258,14 @@ func (s *Space) newBytesLocked(start, end int64) int64 {
 }
 
 // usedLocked is allocated + reserved + charged bytes. s.mu must be held.
+//
+// +checklocks:s.mu
 func (s *Space) usedLocked() int64 { return s.t.Bytes(allocatedBit | reservedBit | chargedBit) }
 
 // capacityLocked returns min(thinLimit, allocAtRefresh + hostFree −
 // margin). Before any statfs succeeded it is thinLimit. s.mu must be held.
+//
+// +checklocks:s.mu
 func (s *Space) capacityLocked() int64 {
 	if s.lastRefresh.IsZero() {
 		return s.thinLimit
@@ -431,6 +439,8 @@ func (s *Space) markFree(off, n int64) {
 // markAllocatedLocked records blocks that hold data: found at Open, or left
 // by a failed punch. Reservations and charges there are consumed. s.mu
 // must be held.
+//
+// +checklocks:s.mu
 func (s *Space) markAllocatedLocked(start, end int64) {
 	s.t.Convert(alignDown(start, s.blockSize), min(alignUp(end, s.blockSize), s.size), allocatedBit, reservedBit|chargedBit)
 }
