@@ -59,40 +59,45 @@ func parseRepo(t *testing.T) (*token.FileSet, []goFile) {
 	return fset, files
 }
 
-// TestPackageDocs: every package with non-test code has a doc.go carrying
-// its package comment ("// Package x ..." or, for a command, "// Command x").
+// TestPackageDocs: every library package has a doc.go carrying its package
+// comment ("// Package x ..."). A command (package main) may keep its
+// "// Command x ..." comment in doc.go or main.go, as small tools do.
 func TestPackageDocs(t *testing.T) {
 	_, files := parseRepo(t)
-	pkgs := map[string]string{} // dir → package name, for dirs with non-test code
-	docs := map[string]*ast.File{}
+	pkgs := map[string]string{}      // dir → package name, for dirs with non-test code
+	docs := map[string][]*ast.File{} // dir → files that may hold the comment
 	for _, f := range files {
 		if f.test {
 			continue
 		}
-		pkgs[f.dir] = f.ast.Name.Name
-		if filepath.Base(f.path) == "doc.go" {
-			docs[f.dir] = f.ast
+		name := f.ast.Name.Name
+		pkgs[f.dir] = name
+		base := filepath.Base(f.path)
+		if base == "doc.go" || (name == "main" && base == "main.go") {
+			docs[f.dir] = append(docs[f.dir], f.ast)
 		}
 	}
 	if len(pkgs) < 3 {
 		t.Fatalf("found only %d packages; is the test running at the repository root?", len(pkgs))
 	}
 	for dir, name := range pkgs {
-		doc, ok := docs[dir]
-		if !ok {
-			t.Errorf("%s: package %s has no doc.go", dir, name)
-			continue
-		}
-		text := ""
-		if doc.Doc != nil {
-			text = doc.Doc.Text()
-		}
 		want := "Package " + name + " "
+		where := "doc.go"
 		if name == "main" {
 			want = "Command " + filepath.Base(dir) + " "
+			where = "doc.go or main.go"
 		}
-		if !strings.HasPrefix(text, want) {
-			t.Errorf("%s/doc.go: package comment must start with %q, got %q", dir, want, firstLine(text))
+		found := ""
+		for _, f := range docs[dir] {
+			if f.Doc != nil && found == "" {
+				found = f.Doc.Text()
+			}
+		}
+		switch {
+		case len(docs[dir]) == 0:
+			t.Errorf("%s: package %s has no %s", dir, name, where)
+		case !strings.HasPrefix(found, want):
+			t.Errorf("%s: package comment in %s must start with %q, got %q", dir, where, want, firstLine(found))
 		}
 	}
 }
