@@ -31,8 +31,13 @@ func (t *Tree) bulkApply(start, end int64, o op, a pos) (changed bool) {
 	for li := lo; li < hi; li++ {
 		in = append(in, s.leaves[li][:s.counts[li]]...)
 	}
-	out := t.scratchOut[:0]
 	gapBits := o.set &^ o.clear
+	out := t.scratchOut[:0]
+	if gapBits != 0 {
+		// The output may approach its bound (every gap filled): size
+		// it once rather than by repeated doubling.
+		out = slices.Grow(out, 2*len(in)+2)
+	}
 	gapOwner := uint32(0)
 	if o.setOwner && gapBits != 0 {
 		gapOwner = o.owner

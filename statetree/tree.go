@@ -298,12 +298,12 @@ func (t *Tree) applyInPlace(start, end int64, o op, p pos) (changed bool) {
 	return changed
 }
 
-// Clone returns a deep copy of t, in O(n), with the same options. The copy
-// has no waiters and shares nothing with t, so it may be read or changed
-// under a different lock (for example a snapshot for a long block-status
-// scan).
+// Clone returns a deep copy of t, in O(n), with the same Size, BlockSize and
+// Gen. The copy shares nothing with t and has no waiters and no Locker (so
+// Lock and WaitClear panic on it); it may be read or changed under a
+// different lock, for example as a snapshot for a long block-status scan.
 func (t *Tree) Clone() *Tree {
-	c := &Tree{size: t.size, blockSize: t.blockSize, locker: t.locker, gen: t.gen, bytes: t.bytes, bulkLeaves: t.bulkLeaves}
+	c := &Tree{size: t.size, blockSize: t.blockSize, gen: t.gen, bytes: t.bytes, bulkLeaves: t.bulkLeaves}
 	c.s.n = t.s.n
 	c.s.mins = append([]int64(nil), t.s.mins...)
 	c.s.counts = append([]int(nil), t.s.counts...)

@@ -89,12 +89,14 @@ func (t *Tree) sleep(ctx context.Context, start, end int64, b Bits) {
 }
 
 // Lock sets Locked with owner over [start,end), waiting while any byte of
-// the range is already Locked. It acquires all or nothing: it tries an
+// the range is already Locked. Like Set, it makes owner the owner of every
+// byte of the range (whatever other bits they have); Unlock keeps it. It acquires all or nothing: it tries an
 // exclusive set, and on conflict waits (holding nothing) until the
 // conflicting block is unlocked, then retries the whole range. There is no
 // fairness or FIFO order, as in btrfs. It must be called with
 // Options.Locker held (released while waiting, held on return). If ctx is
-// done first it returns an error wrapping ctx.Err() and nothing is locked.
+// done before the range is free it returns an error wrapping ctx.Err() and
+// nothing is locked; a range that is free is locked even if ctx is done.
 //
 // Lock order: a caller must not hold another Locked range, or any resource
 // the holder of this range may need, while it calls Lock.
