@@ -31,13 +31,14 @@ TEST_COMMANDS := fio nbdkit nbdinfo nbdsh nbdcopy nbdfuse fusermount3 mkfs.xfs m
 
 -include $(sort $(wildcard */*.mk */*/*.mk))
 
-.PHONY: all build test invariants race lint fmt vet staticcheck fuzz-smoke bench tools clean help
+.PHONY: all build test check invariants race lint fmt vet staticcheck fuzz-smoke bench tools clean help
 
 all: build
 
 help:
 	@echo "make build       build $(BIN) (version $(VERSION))"
 	@echo "make test        install missing test tools, then lint, race tests, fuzz smoke, TEST_EXTRA ($(TEST_EXTRA))"
+	@echo "make check       lint, race, invariants (no tool install, no TEST_EXTRA)"
 	@echo "make race        go test -race ./..."
 	@echo "make invariants  tests of packages with -tags invariants checks, with the tag"
 	@echo "make lint        gofmt check, go vet, staticcheck"
@@ -51,6 +52,10 @@ build:
 # The whole suite: the README's test command and what CI runs.
 test: tools lint race invariants fuzz-smoke $(TEST_EXTRA)
 	@echo "make test: all passed (extra targets: $(or $(strip $(TEST_EXTRA)),none))"
+
+# The developer loop before a commit (STYLE rule 43), without installing
+# tools or running the integration targets.
+check: lint race invariants
 
 # Installs the test tools with apt-get when some are missing and we are root.
 # Without root it only warns; tests that need a missing tool skip (outside CI)
