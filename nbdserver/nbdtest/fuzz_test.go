@@ -113,7 +113,7 @@ func fuzzServer(conn net.Conn, replies []byte) {
 			break
 		}
 	}
-	// Requests: three 28-byte headers plus the 16-byte write payload.
+	// Requests: four 28-byte headers plus the 16-byte write payload.
 	if _, err := io.CopyN(io.Discard, conn, 4*28+16); err != nil {
 		return
 	}
