@@ -86,15 +86,24 @@ func BenchmarkPwriteCluster(b *testing.B) {
 // written with WriteVAt across a 1 GiB image, a Flush (fdatasync) after
 // every 64 MiB. Bytes/s is the sustained writeback rate.
 func BenchmarkWriteback(b *testing.B) {
-	for _, m := range modes() {
+	for _, m := range append(modes(), struct {
+		name   string
+		direct bool
+	}{"buffered+startwb", false}) {
 		b.Run(m.name, func(b *testing.B) {
 			f := benchFile(b, m.direct)
+			startWB := m.name == "buffered+startwb"
 			bufs := clusterBufs()
 			b.SetBytes(clusterSize)
 			off, n := int64(0), 0
 			for b.Loop() {
 				if _, err := f.WriteVAt(bufs, off); err != nil {
 					b.Fatal(err)
+				}
+				if startWB {
+					if err := f.StartWriteback(off, clusterSize); err != nil {
+						b.Fatal(err)
+					}
 				}
 				off = (off + clusterSize) % benchImage
 				if n++; n%16 == 0 {

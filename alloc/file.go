@@ -163,6 +163,9 @@ func Open(path string, opts Options) (*File, error) {
 		}
 	}
 	if err != nil {
+		if opts.DirectIO && errors.Is(err, unix.EINVAL) {
+			return nil, fmt.Errorf("alloc: open %s: O_DIRECT not supported by this filesystem?: %w", path, err)
+		}
 		return nil, fmt.Errorf("alloc: open %s: %w", path, err)
 	}
 	f, err := newFile(fd, path, opts)
