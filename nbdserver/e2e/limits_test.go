@@ -17,14 +17,14 @@ import (
 )
 
 // TestTinyPipeline: with one worker and one request in flight per
-// connection, 200 pipelined requests still complete (no deadlock between
+// connection, 100 pipelined requests still complete (no deadlock between
 // the reader, the workers and the reply writer).
 func TestTinyPipeline(t *testing.T) {
 	for _, cfg := range []struct{ inFlight, workers int }{{1, 1}, {2, 8}, {64, 1}} {
 		e := newEnv(t, func(o *nbdserver.Options) { o.MaxInFlight, o.Workers = cfg.inFlight, cfg.workers })
 		c := e.dial(defaultOpts())
 		var calls []*nbdtest.Call
-		for i := 0; i < 200; i++ {
+		for i := 0; i < 100; i++ {
 			req := nbdtest.Request{Type: nbdtest.CmdWrite, Offset: uint64(i) << 16, Payload: pattern(byte(i), 1<<16)}
 			if i%2 == 1 {
 				req = nbdtest.Request{Type: nbdtest.CmdRead, Offset: uint64(i-1) << 16, Length: 1 << 16}
@@ -42,7 +42,7 @@ func TestTinyPipeline(t *testing.T) {
 		}
 		// Reads may overtake the write before them; check afterwards.
 		got := make([]byte, 1<<16)
-		for i := 0; i < 200; i += 2 {
+		for i := 0; i < 100; i += 2 {
 			if _, err := c.ReadAt(got, int64(i)<<16); err != nil || !bytes.Equal(got, pattern(byte(i), 1<<16)) {
 				t.Fatalf("in-flight %d workers %d: block %d: %v", cfg.inFlight, cfg.workers, i, err)
 			}

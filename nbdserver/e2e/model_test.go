@@ -32,13 +32,13 @@ func TestModel(t *testing.T) {
 			base := int64(si) * size // disjoint areas per style
 			model := make([]byte, size)
 			span := func() (int64, int64) {
-				n := int64(1 + rng.IntN(256<<10))
+				n := int64(1 + rng.IntN(128<<10))
 				if rng.IntN(4) == 0 {
 					n = int64(1 + rng.IntN(4096))
 				}
 				return rng.Int64N(size - n + 1), n
 			}
-			for op := 0; op < 600; op++ {
+			for op := 0; op < 300; op++ {
 				off, n := span()
 				switch k := rng.IntN(10); {
 				case k < 4:
