@@ -1001,6 +1001,11 @@ def med(cell, k):
     return cell[k]["median"] if cell and k in cell else None
 
 
+def fx(v, spec=".2f"):
+    """format v, or — when it is missing"""
+    return "—" if v is None else format(v, spec)
+
+
 def mmm(cell, k, f):
     c = cell[k]
     if c["n"] == 1:
@@ -1192,7 +1197,7 @@ def markdown(result):
                 if not c:
                     row.append("—")
                     continue
-                p = [f"drain {med(c, 'drain_s'):.2f}s"]
+                p = [f"drain {fx(med(c, 'drain_s'))}s"]
                 if W.WORKLOADS[wl]["unit"] == "iops" and med(c, "durable_iops") is not None:
                     p.append(f"durable {fnum(med(c, 'durable_iops'))} IOPS")
                 p.append("/".join(f"{med(c, k):.2f}" if med(c, k) is not None else "—"
@@ -1206,7 +1211,7 @@ def markdown(result):
                                               ("bk_wr_calls", "bk_rd_calls", "bk_sync_calls")))
                 if med(c, "sync_p99_us") is not None:
                     p.append(f"FLUSH {fus(med(c, 'sync_p50_us'))}/{fus(med(c, 'sync_p99_us'))}")
-                p.append(f"load {med(c, 'load1'):.1f}")
+                p.append(f"load {fx(med(c, 'load1'), '.1f')}")
                 row.append(" · ".join(p))
             L.append("| " + " | ".join(row) + " |")
         L.append("")
@@ -1222,9 +1227,9 @@ def markdown(result):
             c = summ[s].get("copy")
             row.append("—" if not c else " · ".join([
                 mmm(c, "copy_s", lambda v: f"{v:.2f}") + " s",
-                f"{med(c, 'data_mib_s'):.0f} MiB/s",
-                f"target {fbytes(med(c, 'target_alloc'))} ({med(c, 'target_alloc_ratio') * 100:.1f}%)",
-                f"{med(c, 'srv_cpu_s'):.2f} CPU-s"]))
+                f"{fx(med(c, 'data_mib_s'), '.0f')} MiB/s",
+                f"target {fbytes(med(c, 'target_alloc'))} ({fx((med(c, 'target_alloc_ratio') or 0) * 100, '.1f')}%)",
+                f"{fx(med(c, 'srv_cpu_s'))} CPU-s"]))
         L.append("| " + " | ".join(row) + " |")
         L.append("")
     if any("fs" in summ[s] for s in servers):
@@ -1243,8 +1248,8 @@ def markdown(result):
                 row.append("—")
                 continue
             p = [mmm(c, "untar_sync_s", lambda v: f"{v:.1f}") + " s",
-                 f"mkfs {med(c, 'mkfs_s'):.2f} s", f"umount {med(c, 'umount_s'):.2f} s",
-                 f"{med(c, 'srv_cpu_s'):.1f} CPU-s"]
+                 f"mkfs {fx(med(c, 'mkfs_s'))} s", f"umount {fx(med(c, 'umount_s'))} s",
+                 f"{fx(med(c, 'srv_cpu_s'), '.1f')} CPU-s"]
             if not W.SERVERS.get(s, {}).get("memory"):
                 p.append(f"alloc {fbytes(med(c, 'alloc'))} ext {fnum(med(c, 'extents'))}")
             row.append(" · ".join(p))
