@@ -48,6 +48,30 @@ func (e Errno) String() string {
 	return "Errno(" + strconv.FormatUint(uint64(e), 10) + ")"
 }
 
+// message returns a short text for an error chunk. Device error details
+// (file names, offsets inside the backing store) stay in the server log.
+func (e Errno) message() string {
+	switch e {
+	case EPERM:
+		return "operation not permitted"
+	case EIO:
+		return "input/output error"
+	case ENOMEM:
+		return "out of memory"
+	case EINVAL:
+		return "invalid argument"
+	case ENOSPC:
+		return "no space left on device"
+	case EOVERFLOW:
+		return "value too large"
+	case ENOTSUP:
+		return "operation not supported"
+	case ESHUTDOWN:
+		return "server is shutting down"
+	}
+	return "error"
+}
+
 // errnoOf maps an error returned by a device for command cmd (with request
 // flags) to the NBD error code sent to the client, modelled on nbdkit's
 // nbd_errno(). It is the only place device and OS errors become NBD codes.

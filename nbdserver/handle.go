@@ -40,7 +40,7 @@ func (c *conn) handle(r *request) {
 	}
 	if err != nil {
 		r.errno = errnoOf(err, r.cmd, r.flags)
-		r.msg = err.Error()
+		r.msg = r.errno.message()
 		c.logFailed(r, err)
 	}
 }

@@ -260,3 +260,10 @@ func TestOptionsValidate(t *testing.T) {
 		t.Fatalf("defaults: %+v %+v", o, e)
 	}
 }
+
+func TestValidateMaxBlockAgainstDefaultPayload(t *testing.T) {
+	o := Options{Exports: []Export{{Device: memExports(1 << 20)[0].Device, MaxBlock: 64 << 20}}}
+	if err := o.Validate(); err == nil {
+		t.Fatal("MaxBlock above the default MaxPayload accepted")
+	}
+}

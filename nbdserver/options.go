@@ -146,6 +146,10 @@ func (o *Options) Validate() error {
 	if len(o.Exports) == 0 {
 		return errors.New("nbdserver: Options.Exports is empty")
 	}
+	payload := o.MaxPayload
+	if payload == 0 {
+		payload = defaultMaxPayload
+	}
 	seen := make(map[string]bool, len(o.Exports))
 	for i, e := range o.Exports {
 		switch {
@@ -165,8 +169,8 @@ func (o *Options) Validate() error {
 			return fmt.Errorf("nbdserver: Options.Exports[%d]: PrefBlock %d is not a power of two >= max(MinBlock, 512)", i, e.PrefBlock)
 		case e.MaxBlock != 0 && e.MaxBlock < e.PrefBlock:
 			return fmt.Errorf("nbdserver: Options.Exports[%d]: MaxBlock %d < PrefBlock %d", i, e.MaxBlock, e.PrefBlock)
-		case e.MaxBlock != 0 && o.MaxPayload != 0 && e.MaxBlock > o.MaxPayload:
-			return fmt.Errorf("nbdserver: Options.Exports[%d]: MaxBlock %d > MaxPayload %d", i, e.MaxBlock, o.MaxPayload)
+		case e.MaxBlock != 0 && e.MaxBlock > payload:
+			return fmt.Errorf("nbdserver: Options.Exports[%d]: MaxBlock %d > MaxPayload %d", i, e.MaxBlock, payload)
 		}
 		seen[e.Name] = true
 	}

