@@ -3,6 +3,7 @@ package alloc
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -105,6 +106,11 @@ type Space struct {
 	log       *zap.Logger
 
 	refreshMu sync.Mutex // serialises statfs refreshes; taken before mu, never under it
+	// lastRefresh is when statfs last succeeded, in nanoseconds since
+	// epoch (monotonic); 0 before the first. Read without a lock by the
+	// Reserve path.
+	lastRefresh atomic.Int64
+	epoch       time.Time
 
 	mu sync.Mutex // guards the following; leaf lock
 	// t holds, per block, at most one of allocatedBit, reservedBit and
@@ -116,8 +122,8 @@ type Space struct {
 	hostFree int64 // +checklocks:mu
 	// allocAtRefresh is m's allocated bytes just before that statfs.
 	allocAtRefresh int64 // +checklocks:mu
-	// lastRefresh is when hostFree was read; zero before the first read.
-	lastRefresh time.Time // +checklocks:mu
+	// refreshed: hostFree has been read at least once.
+	refreshed bool // +checklocks:mu
 	// refreshErr is the error of the last statfs, or nil.
 	refreshErr error // +checklocks:mu
 	outOfSpace bool  // +checklocks:mu
@@ -149,6 +155,7 @@ func newSpace(c spaceConfig) *Space {
 		statfs:    c.statfs,
 		log:       c.log,
 		t:         statetree.New(statetree.Options{Size: size, BlockSize: c.blockSize}),
+		epoch:     time.Now(),
 	}
 }
 
@@ -267,7 +274,7 @@ func (s *Space) usedLocked() int64 { return s.t.Bytes(allocatedBit | reservedBit
 //
 // +checklocks:s.mu
 func (s *Space) capacityLocked() int64 {
-	if s.lastRefresh.IsZero() {
+	if !s.refreshed {
 		return s.thinLimit
 	}
 	return max(0, min(s.thinLimit, s.allocAtRefresh+s.hostFree-s.margin))
@@ -341,10 +348,8 @@ func (s *Space) Check() error {
 // maybeRefresh refreshes statfs if the cached value is older than the
 // interval and nobody else is refreshing. It never waits.
 func (s *Space) maybeRefresh() {
-	s.mu.Lock()
-	stale := s.lastRefresh.IsZero() || time.Since(s.lastRefresh) >= s.interval
-	s.mu.Unlock()
-	if stale && s.refreshMu.TryLock() {
+	last := s.lastRefresh.Load()
+	if (last == 0 || time.Since(s.epoch) >= time.Duration(last)+s.interval) && s.refreshMu.TryLock() {
 		s.refreshLocked()
 		s.refreshMu.Unlock()
 	}
@@ -376,7 +381,8 @@ func (s *Space) refreshLocked() {
 		return
 	}
 	s.refreshErr = nil
-	s.hostFree, s.allocAtRefresh, s.lastRefresh = free, a0, time.Now()
+	s.hostFree, s.allocAtRefresh, s.refreshed = free, a0, true
+	s.lastRefresh.Store(int64(max(1, time.Since(s.epoch))))
 }
 
 // beginWrite charges the blocks of [off, off+n) that are neither
@@ -388,12 +394,12 @@ func (s *Space) beginWrite(op string, off, n int64) error {
 	s.maybeRefresh()
 	for try := 0; ; try++ {
 		s.mu.Lock()
-		_, ok := s.reserveLocked(start, end, chargedBit)
-		need, used, capacity := s.newBytesLocked(start, end), s.usedLocked(), s.capacityLocked()
-		s.mu.Unlock()
-		if ok {
+		if _, ok := s.reserveLocked(start, end, chargedBit); ok {
+			s.mu.Unlock()
 			return nil
 		}
+		need, used, capacity := s.newBytesLocked(start, end), s.usedLocked(), s.capacityLocked()
+		s.mu.Unlock()
 		if try > 0 {
 			return fmt.Errorf("alloc: %s [%d,+%d): %d new bytes, %d used of capacity %d: %w",
 				op, off, n, need, used, capacity, device.ErrNoSpace)
