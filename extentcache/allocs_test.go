@@ -10,8 +10,8 @@ import (
 // WriteAt (new and already-dirty blocks, aligned or not) and ReadAt (dirty,
 // zeroed, clean-cache hit) allocate nothing.
 func TestAllocs(t *testing.T) {
-	if testing.CoverMode() != "" {
-		t.Skip("coverage instrumentation allocates")
+	if testing.CoverMode() != "" || raceEnabled {
+		t.Skip("coverage and race instrumentation allocate")
 	}
 	const bs = 4096
 	o := quietOptions(t)

@@ -99,6 +99,8 @@ type Cache struct {
 	// +checklocks:mu
 	inflight int // writeback I/Os in flight
 	// +checklocks:mu
+	waiters int // writers waiting for page memory: writeback runs while > 0
+	// +checklocks:mu
 	closed bool
 	// +checklocks:mu
 	stickyErr error // first writeback error since the last fully successful flush

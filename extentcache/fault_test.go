@@ -293,3 +293,36 @@ func TestBackPressure(t *testing.T) {
 		t.Fatal("lower differs from model")
 	}
 }
+
+// TestBackPressureNoBackground: even with DirtyBackground = MaxDirty and no
+// expiry, a writer waiting for memory makes writeback run.
+func TestBackPressureNoBackground(t *testing.T) {
+	const bs = 4096
+	lower := newCountingDev(4 << 20)
+	o := quietOptions(t)
+	o.MaxDirty = 128 << 10
+	o.DirtyBackground = o.MaxDirty
+	o.MaxWritebackIO = 64 << 10
+	c := newTestCache(t, lower, o)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for b := int64(0); b < 256; b++ {
+			if _, err := c.WriteAt(fill(byte(b), b*bs, bs), b*bs); err != nil {
+				t.Errorf("write %d: %v", b, err)
+				return
+			}
+		}
+	}()
+	waitFor(t, "the writer to finish", func() bool {
+		select {
+		case <-done:
+			return true
+		default:
+			return false
+		}
+	})
+	if c.Stats().WriterWaits == 0 {
+		t.Fatal("writer never waited: test does not exercise back-pressure")
+	}
+}

@@ -34,7 +34,7 @@ func (c *Cache) ReadAt(p []byte, off int64) (int, error) {
 	first, last := c.blockRange(off, end)
 	var tracked [maxTrackedClean]cleanBlock
 	nt := 0
-	overflow := false // clean blocks beyond tracked exist
+	overflowFrom := int64(-1) // first clean block not tracked, if any
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -65,8 +65,8 @@ func (c *Cache) ReadAt(p []byte, off int64) (int, error) {
 		if nt < maxTrackedClean {
 			tracked[nt] = cleanBlock{b, c.gens[c.genSlot(b)]}
 			nt++
-		} else {
-			overflow = true
+		} else if overflowFrom < 0 {
+			overflowFrom = b
 		}
 	}
 	c.mu.Unlock()
@@ -95,6 +95,7 @@ func (c *Cache) ReadAt(p []byte, off int64) (int, error) {
 			if v, ok := c.clean.Get(uint64(cb.b)); ok && binary.LittleEndian.Uint64(v) == cb.gen {
 				c.st.hits.Add(1)
 				copy(p[lo-off:hi-off], v[8+lo-bo:8+hi-bo])
+				tracked[i].b = -1 // no fill needed
 				if err := flush(); err != nil {
 					return 0, err
 				}
@@ -121,10 +122,7 @@ func (c *Cache) ReadAt(p []byte, off int64) (int, error) {
 		for i := 0; i < nt; i++ {
 			cb := tracked[i]
 			bo := cb.b << c.shift
-			if bo < off || c.blockEnd(cb.b) > end || c.blockEnd(cb.b)-bo != c.bs {
-				continue
-			}
-			if v, ok := c.clean.Get(uint64(cb.b)); ok && binary.LittleEndian.Uint64(v) == cb.gen {
+			if cb.b < 0 || bo < off || c.blockEnd(cb.b) > end || c.blockEnd(cb.b)-bo != c.bs {
 				continue
 			}
 			v := make([]byte, 8+c.bs)
@@ -133,15 +131,12 @@ func (c *Cache) ReadAt(p []byte, off int64) (int, error) {
 			c.clean.Set(uint64(cb.b), v, c.bs)
 		}
 	}
-	if overflow {
-		// Rare: a read with more than maxTrackedClean clean blocks.
-		// Re-read the rest block by block through the locked check.
-		b := tracked[nt-1].b + 1
-		lo := b << c.shift
-		if lo < end {
-			if _, err := c.ReadAt(p[lo-off:], lo); err != nil {
-				return 0, err
-			}
+	if overflowFrom >= 0 {
+		// A read with more than maxTrackedClean clean blocks: read the
+		// rest the same way, from the first block not tracked.
+		lo := overflowFrom << c.shift
+		if _, err := c.ReadAt(p[lo-off:], lo); err != nil {
+			return 0, err
 		}
 	}
 	return len(p), nil

@@ -96,8 +96,9 @@ func (c *Cache) backgroundLocked() bool {
 			return true
 		}
 	}
-	// Then too much dirty data: sweep in offset order from the cursor.
-	if c.tree.Bytes(statetree.Dirty) <= c.opts.DirtyBackground {
+	// Then too much dirty data, or writers waiting for memory: sweep in
+	// offset order from the cursor.
+	if c.tree.Bytes(statetree.Dirty) <= c.opts.DirtyBackground && c.waiters == 0 {
 		return false
 	}
 	for wrapped := false; ; {

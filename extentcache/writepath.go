@@ -62,8 +62,10 @@ func (c *Cache) write(p []byte, off int64) error {
 					off, len(p), c.stickyErr)
 			}
 			c.st.waits.Add(1)
+			c.waiters++
 			c.kick()
 			c.cond.Wait()
+			c.waiters--
 			continue
 		}
 		// Partial blocks that are clean must be read first, without mu.

@@ -1,0 +1,5 @@
+//go:build !race
+
+package extentcache
+
+const raceEnabled = false
