@@ -14,8 +14,10 @@ func (c *conn) handle(r *request) {
 	case CmdRead:
 		err = c.read(r)
 	case CmdWrite:
-		if _, err = x.Device.WriteAt(r.data, off); err == nil {
-			err = c.fua(r)
+		if n > 0 {
+			if _, err = x.Device.WriteAt(r.data, off); err == nil {
+				err = c.fua(r)
+			}
 		}
 	case CmdFlush:
 		err = x.Device.Flush()

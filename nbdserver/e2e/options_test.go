@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -392,5 +393,59 @@ func TestOptGoInfoRequests(t *testing.T) {
 	}
 	if _, err := h.Go("", nil); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestMetaContextScope: BLOCK_STATUS is only valid if the final
+// SET_META_CONTEXT succeeded, selected something, and named the export
+// chosen by GO; otherwise the server SHOULD answer EINVAL (and must not
+// send status for a context the client does not have: nbdtest fails that
+// as a protocol violation).
+func TestMetaContextScope(t *testing.T) {
+	e := newEnv(t, addExport(nbdserver.Export{Name: "other", Device: memdev.New(1<<20, memdev.Options{})}))
+	for _, tc := range []struct {
+		name  string
+		setup func(h *nbdtest.Handshake) error
+	}{
+		{"no queries selects nothing", func(h *nbdtest.Handshake) error {
+			mc, err := h.SetMetaContext("")
+			if err == nil && len(mc) != 0 {
+				return fmt.Errorf("SET_META_CONTEXT with zero queries selected %v", mc)
+			}
+			return err
+		}},
+		{"failed SET replaces the set", func(h *nbdtest.Handshake) error {
+			if _, err := h.SetMetaContext("", nbdtest.ContextBaseAllocation); err != nil {
+				return err
+			}
+			if _, err := h.SetMetaContext("nosuch", nbdtest.ContextBaseAllocation); !errors.Is(err, nbdtest.RepErrUnknown) {
+				return fmt.Errorf("SET for unknown export: %v", err)
+			}
+			return nil
+		}},
+		{"SET for another export", func(h *nbdtest.Handshake) error {
+			_, err := h.SetMetaContext("other", nbdtest.ContextBaseAllocation)
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := e.handshake()
+			if err := h.StructuredReply(); err != nil {
+				t.Fatal(err)
+			}
+			if err := tc.setup(h); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := h.Go("", nil); err != nil {
+				t.Fatal(err)
+			}
+			c, err := h.Client()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			runErrCases(t, c, []errCase{{"BLOCK_STATUS without valid contexts",
+				nbdtest.Request{Type: nbdtest.CmdBlockStatus, Length: 4096}, []nbdtest.Errno{nbdtest.EINVAL}}})
+		})
 	}
 }

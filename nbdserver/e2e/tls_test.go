@@ -159,6 +159,30 @@ func TestTLSOptional(t *testing.T) {
 	}
 	roundTrip(t, cl, 3)
 
+	// Meta contexts chosen before STARTTLS are forgotten too.
+	h = e.handshake()
+	if err := h.StructuredReply(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.SetMetaContext("", nbdtest.ContextBaseAllocation); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.StartTLS(context.Background(), pki.clientConfig(false)); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.StructuredReply(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Go("", nil); err != nil {
+		t.Fatal(err)
+	}
+	if cl, err = h.Client(); err != nil {
+		t.Fatal(err)
+	}
+	runErrCases(t, cl, []errCase{{"BLOCK_STATUS with contexts from before STARTTLS",
+		nbdtest.Request{Type: nbdtest.CmdBlockStatus, Length: 4096}, []nbdtest.Errno{nbdtest.EINVAL}}})
+	cl.Close()
+
 	// STARTTLS with data is invalid and leaves the session plaintext.
 	h = e.handshake()
 	if _, err := h.Option(nbdtest.OptStartTLS, []byte{0}); !errors.Is(err, nbdtest.RepErrInvalid) {

@@ -32,6 +32,8 @@ type Handshake struct {
 	extended   bool              // EXTENDED_HEADERS acknowledged
 	tls        bool              // STARTTLS succeeded
 	contexts   map[uint32]string // from the last SET_META_CONTEXT
+	metaExport string            // export named by the last SET_META_CONTEXT
+	requested  string            // export name sent in GO / EXPORT_NAME
 	info       ExportInfo        // from GO or EXPORT_NAME
 	inTransmit bool
 }
@@ -329,7 +331,7 @@ func (h *Handshake) ListMetaContext(export string, queries ...string) ([]MetaCon
 // remembers the selected contexts for BLOCK_STATUS. Context ids must be
 // unique.
 func (h *Handshake) SetMetaContext(export string, queries ...string) ([]MetaContext, error) {
-	h.contexts = nil // replaced even on failure
+	h.contexts, h.metaExport = nil, export // replaced even on failure
 	reps, err := h.Option(OptSetMetaContext, metaPayload(export, queries))
 	if err != nil {
 		return nil, err
@@ -420,6 +422,7 @@ func (h *Handshake) Info(name string, reqs []uint16) (ExportInfo, error) {
 // Go sends NBD_OPT_GO for name asking for reqs. On success the connection
 // is in transmission; continue with Client or Raw.
 func (h *Handshake) Go(name string, reqs []uint16) (ExportInfo, error) {
+	h.requested = name
 	reps, err := h.Option(OptGo, InfoPayload(name, reqs))
 	if err != nil {
 		return ExportInfo{}, err
@@ -428,8 +431,18 @@ func (h *Handshake) Go(name string, reqs []uint16) (ExportInfo, error) {
 	if err != nil {
 		return info, err
 	}
-	h.info, h.inTransmit = info, true
+	h.enterTransmission(info)
 	return info, nil
+}
+
+// enterTransmission records the export. Meta contexts apply only if the
+// last SET_META_CONTEXT named the same export (spec); otherwise none are
+// active and a status reply would be a protocol violation.
+func (h *Handshake) enterTransmission(info ExportInfo) {
+	if h.metaExport != h.requested {
+		h.contexts = nil
+	}
+	h.info, h.inTransmit = info, true
 }
 
 // ExportName sends NBD_OPT_EXPORT_NAME. The server either answers with the
@@ -456,7 +469,8 @@ func (h *Handshake) ExportName(name string) (ExportInfo, error) {
 	if info.Flags&TFlagHasFlags == 0 {
 		return info, protoErrorf("transmission flags %#x lack NBD_FLAG_HAS_FLAGS", info.Flags)
 	}
-	h.info, h.inTransmit = info, true
+	h.requested = name
+	h.enterTransmission(info)
 	return info, nil
 }
 
