@@ -248,6 +248,7 @@ func (s *Space) reserveLocked(start, end int64, bit statetree.Bits) (reserved in
 	for _, r := range free {
 		s.t.Set(r.Start, r.End, bit, 0)
 	}
+	s.invariantsLocked()
 	return need, true
 }
 
@@ -293,6 +294,7 @@ func (s *Space) Release(off, n int64) (released int64) {
 	defer s.mu.Unlock()
 	s.cs.Reset()
 	s.t.ClearRecord(start, stop, reservedBit, &s.cs)
+	s.invariantsLocked()
 	return s.cs.Bytes
 }
 
@@ -327,6 +329,13 @@ func (s *Space) SetOutOfSpace(v bool) {
 func (s *Space) Check() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.checkLocked()
+}
+
+// checkLocked is Check. s.mu must be held.
+//
+// +checklocks:s.mu
+func (s *Space) checkLocked() error {
 	if err := s.t.Check(); err != nil {
 		return fmt.Errorf("alloc: space map: %w", err)
 	}
@@ -343,6 +352,19 @@ func (s *Space) Check() error {
 		return err == nil
 	})
 	return err
+}
+
+// invariantsLocked panics if an invariant is broken, in builds with the
+// invariants tag; otherwise it does nothing. s.mu must be held.
+//
+// +checklocks:s.mu
+func (s *Space) invariantsLocked() {
+	if !invariants {
+		return
+	}
+	if err := s.checkLocked(); err != nil {
+		panic("alloc: space invariant broken: " + err.Error())
+	}
 }
 
 // maybeRefresh refreshes statfs if the cached value is older than the
@@ -422,6 +444,7 @@ func (s *Space) endWrite(off, n int64, ok bool) {
 	} else {
 		s.t.Clear(start, end, chargedBit)
 	}
+	s.invariantsLocked()
 }
 
 // allAllocated reports whether every block covering [off, off+n) is
@@ -440,6 +463,7 @@ func (s *Space) markFree(off, n int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.t.Clear(start, end, allocatedBit)
+	s.invariantsLocked()
 }
 
 // markAllocatedLocked records blocks that hold data: found at Open, or left
@@ -449,6 +473,7 @@ func (s *Space) markFree(off, n int64) {
 // +checklocks:s.mu
 func (s *Space) markAllocatedLocked(start, end int64) {
 	s.t.Convert(alignDown(start, s.blockSize), min(alignUp(end, s.blockSize), s.size), allocatedBit, reservedBit|chargedBit)
+	s.invariantsLocked()
 }
 
 // nextData returns the first allocated stretch intersecting [from, to),
