@@ -132,32 +132,50 @@ func BenchmarkMemoryPerRange(b *testing.B) {
 }
 
 // BenchmarkCluster measures Cluster(Dirty, avoid Writeback|Locked, 32 MiB,
-// aligned 32 MiB) from random dirty offsets of a 64 GiB device with about
-// 10,000 records: dirty runs of 4 KiB to 8 MiB, some with owners or
-// Writeback pieces that split them into several records.
+// aligned 32 MiB) from random dirty offsets of a 64 GiB device.
+//
+// "typical" has about 10,000 records: dirty runs of 4 KiB to 8 MiB, some
+// with owners or Writeback pieces that split them. "fragmented-64KiB" is a
+// fully dirty device whose owner alternates every 64 KiB, so every 32 MiB
+// window holds 512 records: Cluster costs O(records in the window).
 func BenchmarkCluster(b *testing.B) {
 	const (
 		size = 64 << 30
 		mib  = 1 << 20
 	)
-	tr := New(Options{Size: size, BlockSize: benchBS})
-	r := rand.New(rand.NewPCG(5, 6))
-	for off := int64(0); off < size-16*mib && tr.Len() < 10000; {
-		l := (1 + r.Int64N(2048)) * benchBS
-		tr.Set(off, off+l, Dirty|Delalloc, uint32(r.IntN(2)))
-		if r.IntN(4) == 0 {
-			w := off + r.Int64N(l/benchBS)*benchBS
-			tr.Convert(w, w+benchBS, Writeback, Dirty)
+	b.Run("typical", func(b *testing.B) {
+		tr := New(Options{Size: size, BlockSize: benchBS})
+		r := rand.New(rand.NewPCG(5, 6))
+		for off := int64(0); off < size-16*mib && tr.Len() < 10000; {
+			l := (1 + r.Int64N(2048)) * benchBS
+			tr.Set(off, off+l, Dirty|Delalloc, uint32(r.IntN(2)))
+			if r.IntN(4) == 0 {
+				w := off + r.Int64N(l/benchBS)*benchBS
+				tr.Convert(w, w+benchBS, Writeback, Dirty)
+			}
+			off += l
+			if r.IntN(3) == 0 {
+				off += (1 + r.Int64N(512)) * benchBS
+			}
 		}
-		off += l
-		if r.IntN(3) == 0 {
-			off += (1 + r.Int64N(512)) * benchBS
+		benchCluster(b, tr, r)
+	})
+	b.Run("fragmented-64KiB", func(b *testing.B) {
+		const piece = 64 << 10
+		tr := New(Options{Size: 1 << 30, BlockSize: benchBS})
+		for off := int64(0); off < tr.Size(); off += piece {
+			tr.Set(off, off+piece, Dirty, uint32(off/piece%2))
 		}
-	}
+		benchCluster(b, tr, rand.New(rand.NewPCG(7, 8)))
+	})
+}
+
+func benchCluster(b *testing.B, tr *Tree, r *rand.Rand) {
+	const mib = 1 << 20
 	offs := make([]int64, 1<<12)
 	for i := range offs {
 		for {
-			x := r.Int64N(size)
+			x := r.Int64N(tr.Size())
 			if rg, ok := tr.FindFirst(x, Dirty); ok {
 				offs[i] = max(x, rg.Start)
 				if rg.Bits&Writeback == 0 {

@@ -50,9 +50,13 @@ type bwdWalk struct {
 }
 
 func (t *Tree) walkBack(from, limit int64) bwdWalk {
-	// The last record with Start < from is the one before the first
-	// record with Start >= from.
-	p := t.s.seek(from - 1) // first record with End > from-1, i.e. End >= from
+	return t.walkBackPos(t.s.seek(from), from, limit)
+}
+
+// walkBackPos is walkBack with p = t.s.seek(from) already known.
+func (t *Tree) walkBackPos(p pos, from, limit int64) bwdWalk {
+	// The last record with Start < from is p itself when p starts before
+	// from (it contains from), else the record before p.
 	w := bwdWalk{t: t, cur: from, limit: limit}
 	if t.s.valid(p) && t.s.at(p).Start < from {
 		w.p, w.ok = p, true
@@ -207,56 +211,111 @@ func (t *Tree) Cluster(off int64, want, avoid Bits, maxLen, align int64) (start,
 	if off < 0 || off >= t.size {
 		return 0, 0, false
 	}
-	match := func(b Bits) bool { return b&want == want && b&avoid == 0 }
-	if b := t.bitsAt(off); !match(b) {
+	bs := t.blockSize
+	ob := off / bs * bs
+	// One search serves the test at off and both walks: records are
+	// block-aligned, so the record holding ob holds off.
+	p := t.s.seek(ob)
+	var b Bits
+	if t.s.valid(p) {
+		if r := t.s.at(p); r.Start <= ob {
+			b = r.Bits
+		}
+	}
+	if b&want != want || b&avoid != 0 {
 		return 0, 0, false
 	}
-	bs := t.blockSize
 	ws, we := int64(0), t.size
 	if align > 0 {
 		align = max(align/bs*bs, bs)
 		ws = off / align * align
 		we = min(ws+align, t.size)
 	}
-	ob := off / bs * bs
 	lo := ws
 	if maxLen > 0 {
 		ml := max(maxLen/bs*bs, bs)
 		lo = max(lo, ob+bs-ml)
 		maxLen = ml
 	}
-	// Backwards from the start of off's block.
+	// The walks below loop over the leaf arrays directly: Cluster is on
+	// writeback's hot path and may cross hundreds of records.
+	gapOK := want == 0 // a gap has no bits, so it never has avoid
+	sl := &t.s
+
+	// Backwards from the start of off's block, down to lo.
 	start = ob
-	bw := t.walkBack(ob, lo)
-	for {
-		a, _, b, more := bw.next()
-		if !more || !match(b) {
-			break
-		}
-		start = a
+	q, ok := p, false
+	if sl.valid(p) && sl.at(p).Start < ob {
+		ok = true
+	} else {
+		q, ok = sl.prev(p)
 	}
+	stopped := false
+back:
+	for li, i := q.li, q.i; ok && li >= 0 && start > lo; li, i = li-1, -1 {
+		lf := sl.leaves[li][:sl.counts[li]]
+		if i < 0 {
+			i = len(lf) - 1
+		}
+		for ; i >= 0; i-- {
+			r := &lf[i]
+			if r.End < start {
+				if !gapOK {
+					stopped = true
+					break back
+				}
+				if start = max(r.End, lo); start <= lo {
+					break back
+				}
+			}
+			if r.Bits&want != want || r.Bits&avoid != 0 {
+				stopped = true
+				break back
+			}
+			if start = max(r.Start, lo); start <= lo {
+				break back
+			}
+		}
+	}
+	if !stopped && gapOK {
+		start = lo // a gap reaches down to lo
+	}
+
 	hi := we
 	if maxLen > 0 {
 		hi = min(hi, start+maxLen)
 	}
+
+	// Forwards from ob, up to hi.
 	end = ob
-	fw := t.walkFrom(ob, hi)
-	for {
-		_, e, b, more := fw.next()
-		if !more || !match(b) {
-			break
+	stopped = false
+fwd:
+	for li, i := p.li, p.i; li < len(sl.leaves) && end < hi; li, i = li+1, 0 {
+		lf := sl.leaves[li][:sl.counts[li]]
+		for ; i < len(lf); i++ {
+			r := &lf[i]
+			if r.Start > end {
+				if !gapOK {
+					stopped = true
+					break fwd
+				}
+				if end = min(r.Start, hi); end >= hi {
+					break fwd
+				}
+			}
+			if r.Bits&want != want || r.Bits&avoid != 0 {
+				stopped = true
+				break fwd
+			}
+			if end = min(r.End, hi); end >= hi {
+				break fwd
+			}
 		}
-		end = e
+	}
+	if !stopped && gapOK {
+		end = hi // a gap reaches up to hi
 	}
 	return start, end, true
-}
-
-// bitsAt returns the bits of byte off (0 in a gap).
-func (t *Tree) bitsAt(off int64) Bits {
-	if r, ok := t.Get(off); ok {
-		return r.Bits
-	}
-	return 0
 }
 
 // Count returns n, the number of bytes in [start,end) that have all the bits
