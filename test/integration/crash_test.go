@@ -50,6 +50,15 @@ func (m *model) verify(c *nbdtest.Client, off, n int64) error {
 	return nil
 }
 
+// fill fills p with pseudo-random bytes from seed.
+func fill(seed uint64, p []byte) {
+	var key [32]byte
+	for i := range 8 {
+		key[i] = byte(seed >> (8 * i))
+	}
+	rand.NewChaCha8(key).Read(p)
+}
+
 // randomWrite picks a write inside [lo, hi): mostly 512-byte aligned like
 // a kernel client, sometimes unaligned (read-modify-write in the cache).
 func randomWrite(r *rand.Rand, lo, hi int64) (off int64, p []byte) {
@@ -62,9 +71,7 @@ func randomWrite(r *rand.Rand, lo, hi int64) (off int64, p []byte) {
 		off = lo + 512*r.Int64N((hi-lo-n)/512)
 	}
 	p = make([]byte, n)
-	for i := range p {
-		p[i] = byte(r.Uint32())
-	}
+	fill(r.Uint64(), p)
 	return off, p
 }
 

@@ -158,14 +158,8 @@ func writeTree(t *testing.T, root string, mb int, seed uint64) map[string][sha25
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			fr := rand.New(rand.NewPCG(fseed, 4))
 			b := make([]byte, n)
-			for j := 0; j+8 <= n; j += 8 {
-				v := fr.Uint64()
-				for k := range 8 {
-					b[j+k] = byte(v >> (8 * k))
-				}
-			}
+			fill(fseed, b)
 			err := os.MkdirAll(filepath.Join(root, dir), 0o755)
 			if err == nil {
 				err = os.WriteFile(filepath.Join(root, name), b, 0o644)

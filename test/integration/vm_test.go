@@ -23,7 +23,7 @@ func TestKernelClientVM(t *testing.T) {
 	if os.Getenv("EXTENTD_VM_TEST") != "1" {
 		t.Skip("boots a VM: set EXTENTD_VM_TEST=1 (make vmtest)")
 	}
-	testutil.RequireTool(t, "qemu-system-x86_64", "busybox", "curl", "apt-get", "dpkg")
+	testutil.RequireTool(t, "qemu-system-x86_64", "busybox", "apt-get", "dpkg")
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}

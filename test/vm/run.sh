@@ -39,7 +39,7 @@ mb=${EXTENTD_VM_MB:-16}
 conns=${EXTENTD_VM_CONNS:-2}
 log() { echo "vm: $*" >&2; }
 
-for t in qemu-system-x86_64 busybox curl go; do
+for t in qemu-system-x86_64 busybox go apt-get dpkg; do
 	command -v "$t" >/dev/null || { log "missing tool $t"; exit 1; }
 done
 
@@ -160,7 +160,7 @@ grep -q '^tap: option GO ' "$work/tap.summary" || { log "FAIL: the client did no
 [ "$tapfua" -gt 0 ] || { log "FAIL: the kernel sent no FUA write"; fail=1; }
 case $server in
 extentd)
-	curl -fsS "$admin/metrics" >"$work/metrics.txt" || { log "FAIL: no metrics"; fail=1; }
+	busybox wget -q -O "$work/metrics.txt" "$admin/metrics" || { log "FAIL: no metrics"; fail=1; }
 	grep -E '^extentd_(requests|request_errors|connections)_total' "$work/metrics.txt" >&2 || true
 	flushes=$(awk '/^extentd_requests_total\{/ && /"flush"/ {s += $NF} END {print s + 0}' "$work/metrics.txt")
 	errors=$(awk '/^extentd_request_errors_total\{/ {s += $NF} END {print s + 0}' "$work/metrics.txt")
