@@ -14,9 +14,10 @@ import (
 
 // alloc.Space and alloc.File provide what the cache looks for.
 var (
-	_ Space        = (*alloc.Space)(nil)
-	_ vectorWriter = (*alloc.File)(nil)
-	_ allocator    = (*alloc.File)(nil)
+	_ Space            = (*alloc.Space)(nil)
+	_ vectorWriter     = (*alloc.File)(nil)
+	_ allocator        = (*alloc.File)(nil)
+	_ writebackStarter = (*alloc.File)(nil)
 )
 
 func openAlloc(tb testing.TB, size, thin int64) *alloc.File {

@@ -31,6 +31,12 @@ type (
 	allocator interface {
 		Allocate(off, n int64) error
 	}
+	// writebackStarter starts the host's writeback of a range without
+	// waiting (sync_file_range WRITE on a buffered backing file), so that
+	// a later Flush has less to do. It makes nothing durable.
+	writebackStarter interface {
+		StartWriteback(off, n int64) error
+	}
 )
 
 // maxIOV is the most buffers passed to one WriteVAt (Linux IOV_MAX).
@@ -68,8 +74,9 @@ type Cache struct {
 	size    int64
 	bs      int64
 	shift   uint
-	vw      vectorWriter // nil if lower has no WriteVAt
-	alloc   allocator    // nil if lower cannot allocate
+	vw      vectorWriter     // nil if lower has no WriteVAt
+	alloc   allocator        // nil if lower cannot allocate
+	starter writebackStarter // nil if lower has no StartWriteback
 	clean   *ristretto.Cache[uint64, []byte]
 	done    chan struct{}  // closed to stop the writeback goroutine
 	wake    chan struct{}  // cap 1: wakes the writeback goroutine
@@ -180,6 +187,9 @@ func New(lower device.Device, opts Options) (*Cache, error) {
 	}
 	if a, ok := lower.(allocator); ok {
 		c.alloc = a
+	}
+	if s, ok := lower.(writebackStarter); ok {
+		c.starter = s
 	}
 	if opts.CacheSize > 0 {
 		n := opts.CacheSize / opts.BlockSize

@@ -144,7 +144,7 @@ func (c *Cache) pass(from, to int64) error {
 			c.cond.Wait()
 			continue
 		}
-		e, ok := c.claimLocked(r, at)
+		e, ok := c.claimLocked(r, at, false)
 		if !ok {
 			continue // state changed while waiting for a slot: look again
 		}

@@ -28,6 +28,7 @@ type job struct {
 	start, end int64
 	zero       bool    // a Zeroed range: trim or zero lower
 	keep       bool    // with zero: keep the range allocated (ZeroKeep)
+	background bool    // claimed by background writeback, not a flush
 	pages      []*page // with !zero: the page of each block, in order
 	bufs       [][]byte
 }
@@ -92,7 +93,7 @@ func (c *Cache) backgroundLocked() bool {
 			c.ages.push(m.off, now.UnixNano()-int64(c.opts.WritebackAge)/2)
 			continue // retried later, once the I/O in flight is done
 		}
-		if _, ok := c.claimLocked(r, m.off); ok {
+		if _, ok := c.claimLocked(r, m.off, true); ok {
 			return true
 		}
 	}
@@ -111,7 +112,7 @@ func (c *Cache) backgroundLocked() bool {
 			continue
 		}
 		at := max(r.Start, c.cursor)
-		if e, ok := c.claimLocked(r, at); ok {
+		if e, ok := c.claimLocked(r, at, true); ok {
 			c.cursor = e
 			return true
 		}
@@ -141,7 +142,7 @@ func (c *Cache) findClaimableLocked(from int64, want statetree.Bits) (statetree.
 // writeback goroutine calls it; c.mu must be held (it is released while
 // waiting for a slot, so the caller must not rely on r afterwards; the claim
 // itself is re-validated).
-func (c *Cache) claimLocked(r statetree.Range, at int64) (end int64, ok bool) {
+func (c *Cache) claimLocked(r statetree.Range, at int64, background bool) (end int64, ok bool) {
 	for c.inflight >= c.opts.WritebackInFlight {
 		c.cond.Wait()
 	}
@@ -151,6 +152,7 @@ func (c *Cache) claimLocked(r statetree.Range, at int64) (end int64, ok bool) {
 		return 0, false
 	}
 	j := c.newJobLocked()
+	j.background = background
 	if r.Bits&statetree.Dirty != 0 {
 		s, e, ok := c.tree.Cluster(at, statetree.Dirty, statetree.Writeback|statetree.Locked,
 			c.opts.MaxWritebackIO, c.opts.MaxWritebackIO)
@@ -252,6 +254,11 @@ func (c *Cache) doWrite(j *job) error {
 		c.st.wbSizes[sizeBucket(sz)].Add(1)
 		off += sz
 		bufs = bufs[k:]
+	}
+	if j.background && c.starter != nil {
+		// Start the host's writeback now so that the next Flush is
+		// short; a flush pass skips this (its fdatasync follows at once).
+		_ = c.starter.StartWriteback(j.start, n)
 	}
 	return nil
 }
