@@ -356,3 +356,35 @@ func TestAscendClipsAndStops(t *testing.T) {
 		t.Errorf("AscendRecords = %v, want %v", got, want)
 	}
 }
+
+// TestStaleHint: the last-leaf hint is only a shortcut. Whatever leaf it
+// names (stale after splits and merges, or out of range), searches return
+// the same answers.
+func TestStaleHint(t *testing.T) {
+	tr := newTestTree(t, 4096, K)
+	for b := int64(0); b < 4096; b += 2 {
+		tr.Set(b*K, (b+1)*K, Dirty, uint32(b%3))
+	}
+	if len(tr.s.leaves) < 8 {
+		t.Fatalf("only %d leaves", len(tr.s.leaves))
+	}
+	want := make([]Range, 0, 4096)
+	for b := int64(0); b < 4096; b++ {
+		r, _ := tr.Get(b * K)
+		want = append(want, r)
+	}
+	for _, h := range []int{0, 1, len(tr.s.leaves) / 2, len(tr.s.leaves) - 1, len(tr.s.leaves) + 5} {
+		tr.s.hint = h
+		for b := int64(0); b < 4096; b++ {
+			if r, _ := tr.Get(b * K); r != want[b] {
+				t.Fatalf("hint %d: Get(%d) = %v, want %v", h, b*K, r, want[b])
+			}
+		}
+	}
+	// A mutation through a stale hint lands in the right place.
+	tr.s.hint = len(tr.s.leaves) - 1
+	tr.Set(K, 2*K, Dirty, 0)
+	if r, _ := tr.Get(0); r != (Range{0, 2 * K, Dirty, 0}) {
+		t.Fatalf("after Set through a stale hint: %v", r)
+	}
+}
