@@ -136,8 +136,8 @@ func crashLoop(t *testing.T, s *server, rounds int, useFUA bool, seed uint64) er
 }
 
 // sigtermLoop runs rounds of: unflushed writes over the whole device on two
-// connections, SIGTERM (must exit 0), restart, and every byte must read
-// back. It returns the first loss or a failed clean stop.
+// connections, SIGTERM (must exit 0) with the clients still connected or
+// not, restart, and every byte must read back. It returns the first loss or a failed clean stop.
 func sigtermLoop(t *testing.T, s *server, rounds int, seed uint64) error {
 	t.Helper()
 	r := rand.New(rand.NewPCG(seed, 2))
@@ -151,13 +151,19 @@ func sigtermLoop(t *testing.T, s *server, rounds int, seed uint64) error {
 			}
 			copy(m.b[off:], p)
 		}
-		// Disconnect first: a clean stop with clients still attached is
-		// covered by the fs and fio tests.
-		for _, c := range conns {
-			c.Close()
+		// Odd rounds disconnect before the stop; even rounds stop the
+		// server under attached (idle) clients, as a service manager
+		// stopping extentd under a mounted filesystem does.
+		if round%2 == 1 {
+			for _, c := range conns {
+				c.Close()
+			}
 		}
 		if err := s.stop(); err != nil {
 			return fmt.Errorf("round %d: %w", round+1, err)
+		}
+		for _, c := range conns {
+			c.Close()
 		}
 		s.start()
 		c := s.dial(t)
