@@ -133,123 +133,175 @@ func compare(tb testing.TB, s *Space, m *spaceModel, step string) {
 	}
 }
 
+// spaceGeometry is an image and host for model runs.
+type spaceGeometry struct {
+	name                     string
+	size, thin, margin, host int64
+}
+
+var modelGeometries = []spaceGeometry{
+	{"host-bound", 256*testBS + 100, 0, 8 * testBS, 120 * testBS},
+	{"thin-bound", 256 * testBS, 90 * testBS, 0, 1 << 40},
+	{"roomy", 64 * testBS, 0, 0, 1 << 40},
+}
+
+// spaceOp is one model step: kind selects the operation, [off, off+n) is
+// the range (within the image), flag varies it (failed write, flag value).
+type spaceOp struct {
+	kind   int // 0..11, see step
+	off, n int64
+	flag   bool
+}
+
+// spaceHarness runs spaceOps against a Space and its per-block model.
+type spaceHarness struct {
+	g spaceGeometry
+	s *Space
+	m *spaceModel
+}
+
+func newSpaceHarness(tb testing.TB, g spaceGeometry) *spaceHarness {
+	s, _ := newTestSpace(tb, g.size, g.thin, g.margin, g.host, time.Hour)
+	nblocks := int((g.size + testBS - 1) / testBS)
+	thin := g.thin
+	if thin == 0 {
+		thin = int64(nblocks) * testBS
+	}
+	return &spaceHarness{g: g, s: s, m: &spaceModel{state: make([]statetree.Bits, nblocks), capacity: min(thin, g.host-g.margin)}}
+}
+
+// step applies op to both and compares them.
+func (h *spaceHarness) step(tb testing.TB, i int, op spaceOp) {
+	tb.Helper()
+	s, m, off, n := h.s, h.m, op.off, op.n
+	var step string
+	switch k := op.kind; {
+	case k < 4: // Reserve
+		step = fmt.Sprintf("op %d Reserve(%d, %d)", i, off, n)
+		a, b := outBlocks(off, n)
+		var need int64
+		for k := a; k < b; k++ {
+			if m.state[k] == 0 {
+				need += testBS
+			}
+		}
+		got, err := s.Reserve(off, n)
+		if need > 0 && (m.oos || m.used()+need > m.capacity) {
+			if !errors.Is(err, device.ErrNoSpace) || got != 0 {
+				tb.Fatalf("%s = %d, %v; want ErrNoSpace (need %d, used %d, cap %d, oos %v)", step, got, err, need, m.used(), m.capacity, m.oos)
+			}
+			break
+		}
+		if err != nil || got != need {
+			tb.Fatalf("%s = %d, %v; want %d", step, got, err, need)
+		}
+		for k := a; k < b; k++ {
+			if m.state[k] == 0 {
+				m.state[k] = reservedBit
+			}
+		}
+	case k < 6: // Release
+		step = fmt.Sprintf("op %d Release(%d, %d)", i, off, n)
+		a, b := inBlocks(off, n, h.g.size)
+		var want int64
+		for k := a; k < b; k++ {
+			if m.state[k] == reservedBit {
+				m.state[k] = 0
+				want += testBS
+			}
+		}
+		if got := s.Release(off, n); got != want {
+			tb.Fatalf("%s = %d, want %d", step, got, want)
+		}
+	case k < 9: // a File write: charge, then allocate (or fail: no change)
+		step = fmt.Sprintf("op %d write(%d, %d, failed=%v)", i, off, n, op.flag)
+		a, b := outBlocks(off, n)
+		var need int64
+		for k := a; k < b; k++ {
+			if m.state[k] == 0 {
+				need += testBS
+			}
+		}
+		err := s.beginWrite("write", off, n)
+		if need > 0 && m.used()+need > m.capacity {
+			if !errors.Is(err, device.ErrNoSpace) {
+				tb.Fatalf("%s: beginWrite err %v, want ErrNoSpace", step, err)
+			}
+			break
+		}
+		if err != nil {
+			tb.Fatalf("%s: beginWrite: %v", step, err)
+		}
+		s.endWrite(off, n, !op.flag)
+		if !op.flag {
+			for k := a; k < b; k++ {
+				m.state[k] = allocatedBit
+			}
+		}
+	case k < 11: // punch
+		step = fmt.Sprintf("op %d punch(%d, %d)", i, off, n)
+		s.markFree(off, n)
+		a, b := inBlocks(off, n, h.g.size)
+		for k := a; k < b; k++ {
+			if m.state[k] == allocatedBit {
+				m.state[k] = 0
+			}
+		}
+	default:
+		m.oos = op.flag
+		step = fmt.Sprintf("op %d SetOutOfSpace(%v)", i, m.oos)
+		s.SetOutOfSpace(m.oos)
+	}
+	compare(tb, s, m, step)
+}
+
 // TestSpaceModel runs random Reserve/Release/write/failed write/punch and
-// out-of-space toggles against a per-block model on a device whose host
-// space is smaller than the image (thin overcommit).
+// out-of-space toggles against a per-block model, on images bounded by the
+// host's free space (thin overcommit, partial last block), by the thin
+// limit, and by neither.
 func TestSpaceModel(t *testing.T) {
-	for _, c := range []struct {
-		name                     string
-		size, thin, margin, host int64
-	}{
-		{"host-bound", 256*testBS + 100, 0, 8 * testBS, 120 * testBS},
-		{"thin-bound", 256 * testBS, 90 * testBS, 0, 1 << 40},
-		{"roomy", 64 * testBS, 0, 0, 1 << 40},
-	} {
-		t.Run(c.name, func(t *testing.T) {
+	for _, g := range modelGeometries {
+		t.Run(g.name, func(t *testing.T) {
 			seed := testSeed(t)
 			r := rand.New(rand.NewPCG(seed, 1))
-			s, _ := newTestSpace(t, c.size, c.thin, c.margin, c.host, time.Hour)
-			nblocks := int((c.size + testBS - 1) / testBS)
-			thin := c.thin
-			if thin == 0 {
-				thin = int64(nblocks) * testBS
-			}
-			m := &spaceModel{state: make([]statetree.Bits, nblocks), capacity: min(thin, c.host-c.margin)}
-			randRange := func() (int64, int64) {
-				off := int64(r.IntN(int(c.size)))
+			h := newSpaceHarness(t, g)
+			for i := range 3000 {
+				off := int64(r.IntN(int(g.size)))
 				if r.IntN(2) == 0 {
 					off = alignDown(off, testBS)
 				}
-				n := int64(r.IntN(12*testBS) + 1)
-				return off, min(n, c.size-off)
-			}
-			for i := range 3000 {
-				off, n := randRange()
-				var step string
-				switch op := r.IntN(12); {
-				case op < 4: // Reserve
-					step = fmt.Sprintf("op %d Reserve(%d, %d)", i, off, n)
-					a, b := outBlocks(off, n)
-					var need int64
-					for k := a; k < b; k++ {
-						if m.state[k] == 0 {
-							need += testBS
-						}
-					}
-					got, err := s.Reserve(off, n)
-					wantFail := need > 0 && (m.oos || m.used()+need > m.capacity)
-					if wantFail {
-						if !errors.Is(err, device.ErrNoSpace) || got != 0 {
-							t.Fatalf("%s = %d, %v; want ErrNoSpace (need %d, used %d, cap %d, oos %v)", step, got, err, need, m.used(), m.capacity, m.oos)
-						}
-						break
-					}
-					if err != nil || got != need {
-						t.Fatalf("%s = %d, %v; want %d", step, got, err, need)
-					}
-					for k := a; k < b; k++ {
-						if m.state[k] == 0 {
-							m.state[k] = reservedBit
-						}
-					}
-				case op < 6: // Release
-					step = fmt.Sprintf("op %d Release(%d, %d)", i, off, n)
-					a, b := inBlocks(off, n, c.size)
-					var want int64
-					for k := a; k < b; k++ {
-						if m.state[k] == reservedBit {
-							m.state[k] = 0
-							want += testBS
-						}
-					}
-					if got := s.Release(off, n); got != want {
-						t.Fatalf("%s = %d, want %d", step, got, want)
-					}
-				case op < 9: // a File write: charge, then allocate
-					step = fmt.Sprintf("op %d write(%d, %d)", i, off, n)
-					a, b := outBlocks(off, n)
-					var need int64
-					for k := a; k < b; k++ {
-						if m.state[k] == 0 {
-							need += testBS
-						}
-					}
-					err := s.beginWrite("write", off, n)
-					if need > 0 && m.used()+need > m.capacity {
-						if !errors.Is(err, device.ErrNoSpace) {
-							t.Fatalf("%s: beginWrite err %v, want ErrNoSpace", step, err)
-						}
-						break
-					}
-					if err != nil {
-						t.Fatalf("%s: beginWrite: %v", step, err)
-					}
-					if r.IntN(4) == 0 { // the pwrite failed: nothing changes
-						s.endWrite(off, n, false)
-						break
-					}
-					s.endWrite(off, n, true)
-					for k := a; k < b; k++ {
-						m.state[k] = allocatedBit
-					}
-				case op < 11: // punch
-					step = fmt.Sprintf("op %d punch(%d, %d)", i, off, n)
-					s.markFree(off, n)
-					a, b := inBlocks(off, n, c.size)
-					for k := a; k < b; k++ {
-						if m.state[k] == allocatedBit {
-							m.state[k] = 0
-						}
-					}
-				default:
-					m.oos = r.IntN(3) == 0
-					step = fmt.Sprintf("op %d SetOutOfSpace(%v)", i, m.oos)
-					s.SetOutOfSpace(m.oos)
-				}
-				compare(t, s, m, step)
+				n := min(int64(r.IntN(12*testBS)+1), g.size-off)
+				kind := r.IntN(12)
+				flag := r.IntN(4) == 0 // failed write 1 in 4; OutOfSpace set 1 in 4
+				h.step(t, i, spaceOp{kind: kind, off: off, n: n, flag: flag})
 			}
 		})
 	}
+}
+
+// FuzzSpace decodes op sequences (5 bytes each: kind+flag, offset in
+// 64-byte units, length in 64-byte units) and checks every step against
+// the model. The first byte of the input picks the geometry.
+func FuzzSpace(f *testing.F) {
+	f.Add([]byte{0, 0, 0, 0, 0, 16})
+	f.Add([]byte{0, 0, 0, 0, 1, 0, 7, 0, 0, 0, 64, 9, 1, 0, 0, 1, 0})
+	f.Add([]byte{1, 12, 0, 0, 3, 0, 0, 1, 0, 0, 200, 10, 1, 1, 0, 100})
+	f.Add([]byte{2, 0, 255, 255, 255, 255, 4, 0, 0, 0, 1})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) == 0 {
+			return
+		}
+		g := modelGeometries[int(data[0])%len(modelGeometries)]
+		h := newSpaceHarness(t, g)
+		data = data[1:]
+		for i := 0; len(data) >= 5 && i < 200; i++ {
+			off := (int64(data[1])<<8 | int64(data[2])) * 64 % g.size
+			n := (int64(data[3])<<8|int64(data[4]))*64 + int64(data[0]>>5)
+			n = min(max(n, 1), g.size-off)
+			h.step(t, i, spaceOp{kind: int(data[0]&0x0f) % 12, off: off, n: n, flag: data[0]&0x10 != 0})
+			data = data[5:]
+		}
+	})
 }
 
 func TestSpaceReserveAllOrNothing(t *testing.T) {
