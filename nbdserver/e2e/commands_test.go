@@ -428,6 +428,19 @@ func TestErrorReplies(t *testing.T) {
 			if !plain.Export().Has(nbdtest.TFlagSendTrim) {
 				cases = append(cases, errCase{"TRIM not advertised", r(nbdtest.CmdTrim, 0, 0, 4096), einval})
 			}
+			if !plain.Export().Has(nbdtest.TFlagSendCache) {
+				cases = append(cases, errCase{"CACHE not advertised", r(nbdtest.CmdCache, 0, 0, 4096), einval})
+			}
+			if !plain.Export().Has(nbdtest.TFlagSendWriteZeroes) {
+				cases = append(cases, errCase{"WRITE_ZEROES not advertised", r(nbdtest.CmdWriteZeroes, 0, 0, 4096), einval})
+			} else if _, err := plain.Do(r(nbdtest.CmdWriteZeroes, 0, 0, 4096)); err != nil {
+				t.Errorf("WRITE_ZEROES advertised on a device without Zeroer but failed: %v", err)
+			}
+			if plain.Export().Has(nbdtest.TFlagSendFlush) {
+				if err := plain.Flush(); err != nil {
+					t.Errorf("FLUSH on plain export: %v", err)
+				}
+			}
 			runErrCases(t, plain, cases)
 		})
 	}
@@ -454,18 +467,37 @@ func TestZeroLengthRequests(t *testing.T) {
 // TestBlockSizeRespected: an export with MinBlock 4096 reports it, and
 // the spec lets the server reject misaligned requests with EINVAL.
 func TestBlockSizeConstraints(t *testing.T) {
-	e := newEnv(t, addExport(nbdserver.Export{Name: "4k", Device: memdev.New(1<<20, memdev.Options{}), MinBlock: 4096, PrefBlock: 65536, MaxBlock: 1 << 20}))
+	e := newEnv(t, addExport(nbdserver.Export{Name: "4k", Device: memdev.New(4<<20, memdev.Options{}), MinBlock: 4096, PrefBlock: 65536, MaxBlock: 1 << 20}))
 	c := e.dial(nbdtest.Options{ExportName: "4k"})
 	info := c.Export()
 	if info.MinBlock != 4096 || info.PrefBlock != 65536 || info.MaxBlock != 1<<20 {
 		t.Fatalf("block sizes %d/%d/%d, want 4096/65536/1048576", info.MinBlock, info.PrefBlock, info.MaxBlock)
 	}
 	checkBlockSizes(t, info)
+	// nbd-client never asks for NBD_INFO_BLOCK_SIZE; the server must not
+	// answer NBD_REP_ERR_BLOCK_SIZE_REQD to it (nor refuse EXPORT_NAME).
+	e.dial(nbdtest.Options{ExportName: "4k", InfoRequests: []uint16{}})
+	e.dial(nbdtest.Options{ExportName: "4k", UseExportName: true})
 	if _, err := c.WriteAt(make([]byte, 8192), 4096); err != nil {
 		t.Fatalf("aligned write: %v", err)
 	}
-	_, err := c.Do(nbdtest.Request{Type: nbdtest.CmdRead, Offset: 100, Length: 4096})
-	if err != nil && !errors.Is(err, nbdtest.EINVAL) {
-		t.Fatalf("misaligned read: %v, want success or EINVAL", err)
+	// Misaligned or oversized requests may be refused with EINVAL, but a
+	// refused WRITE's payload must still be consumed: the next request
+	// has to work on the same connection.
+	for _, req := range []nbdtest.Request{
+		{Type: nbdtest.CmdRead, Offset: 100, Length: 4096},
+		{Type: nbdtest.CmdWrite, Offset: 100, Payload: pattern(8, 4096)},
+		{Type: nbdtest.CmdWrite, Offset: 4096, Payload: pattern(9, 1000)},
+		{Type: nbdtest.CmdWrite, Offset: 0, Payload: pattern(10, 2<<20)}, // over MaxBlock, under 32 MiB
+		{Type: nbdtest.CmdTrim, Offset: 512, Length: 4096},
+	} {
+		_, err := c.Do(req)
+		if err != nil && !errors.Is(err, nbdtest.EINVAL) {
+			t.Fatalf("%s [%d,+%d) on 4k export: %v, want success or EINVAL", nbdtest.CmdName(req.Type), req.Offset, max(req.Length, uint64(len(req.Payload))), err)
+		}
+		got := make([]byte, 4096)
+		if _, err := c.ReadAt(got, 8192); err != nil {
+			t.Fatalf("read after %s: %v (stream out of sync?)", nbdtest.CmdName(req.Type), err)
+		}
 	}
 }
