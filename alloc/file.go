@@ -173,6 +173,10 @@ func Open(path string, opts Options) (*File, error) {
 		_ = unix.Close(fd)
 		return nil, fmt.Errorf("alloc: open %s: %w", path, err)
 	}
+	if !created && opts.Size != 0 && opts.Size != f.size {
+		f.log.Warn("image exists with another size; keeping its size",
+			zap.String("path", path), zap.Int64("size", f.size), zap.Int64("requested_size", opts.Size))
+	}
 	st := f.space.Stats()
 	f.log.Info("opened image",
 		zap.String("path", path), zap.Int64("size", f.size), zap.Bool("created", created),
