@@ -19,6 +19,7 @@ import (
 	"github.com/extentd/extentd/device/memdev"
 	"github.com/extentd/extentd/internal/testutil"
 	"github.com/extentd/extentd/nbdserver"
+	"github.com/extentd/extentd/nbdserver/nbdtest"
 )
 
 // toolEnv starts a server with the three exports the tool tests use:
@@ -113,10 +114,15 @@ func TestNbdinfo(t *testing.T) {
 			if ctx, _ := x["contexts"].([]any); !slices.Contains(ctx, any("base:allocation")) {
 				t.Errorf("contexts %v lack base:allocation", x["contexts"])
 			}
-			for _, k := range []string{"block_size_minimum", "block_size_preferred", "block_size_maximum"} {
-				if _, ok := x[k].(float64); !ok {
-					t.Errorf("nbdinfo --json lacks %s: %v", k, x)
+			// The two oracles must agree on block sizes and flags.
+			own := e.dial(defaultOpts()).Export()
+			for k, v := range map[string]uint32{"block_size_minimum": own.MinBlock, "block_size_preferred": own.PrefBlock, "block_size_maximum": own.MaxBlock} {
+				if got, ok := x[k].(float64); !ok || uint32(got) != v {
+					t.Errorf("nbdinfo --json %s = %v, nbdtest saw %d", k, x[k], v)
 				}
+			}
+			if x["can_df"] != own.Has(nbdtest.TFlagSendDF) || x["is_rotational"] != own.Has(nbdtest.TFlagRotational) {
+				t.Errorf("nbdinfo can_df/is_rotational %v/%v, nbdtest flags %#x", x["can_df"], x["is_rotational"], own.Flags)
 			}
 
 			if err := json.Unmarshal([]byte(run(t, nil, "nbdinfo", "--json", e.uri("ro"))), &info); err != nil {
