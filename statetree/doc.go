@@ -23,8 +23,8 @@
 // owned by the caller's mutex (in extentd, extentcache.Cache.mu), and every
 // method must be called with that mutex held. Read-only methods (Get,
 // FindFirst, FindFirstClear, FindContiguous, Cluster, Count, TestAll,
-// TestAny, Union, Ascend, AscendRecords, Bytes, Len, Gen, Size, Waiters,
-// Check) never modify the Tree, so they may run concurrently with each other
+// TestAny, Union, Ascend, AscendRecords, Ranges, Bytes, Len, Gen, Size,
+// BlockSize, Waiters, Clone, Check) never modify the Tree, so they may run concurrently with each other
 // (for instance under a sync.RWMutex read lock) but not with anything else.
 //
 // Lock and WaitClear are the only methods that block. They are called with

@@ -554,7 +554,11 @@ func TestModel(t *testing.T) {
 			r := rand.New(rand.NewPCG(seed, uint64(len(tc.name))))
 			maxLen := 0
 			defer func() { t.Logf("largest tree: %d records", maxLen) }()
-			for range tc.seqs {
+			seqs := tc.seqs
+			if raceEnabled {
+				seqs = (seqs + 1) / 2
+			}
+			for range seqs {
 				h := newHarness(t, tc.blocks, tc.bs, tc.blocks*tc.bs-tc.partial)
 				h.shortPct = tc.shortPct
 				// Cover both mutation paths: always bulk, bulk past

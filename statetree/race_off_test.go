@@ -1,0 +1,5 @@
+//go:build !race
+
+package statetree
+
+const raceEnabled = false
