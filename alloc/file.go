@@ -60,6 +60,7 @@ type File struct {
 	log      *zap.Logger
 	space    *Space
 	bounce   sync.Pool // *[]byte of bounceSize, aligned (DirectIO)
+	iovPool  sync.Pool // *iovecs for WriteVAt
 	zeros    []byte    // zeroBufSize aligned zero bytes, never written
 
 	closeMu sync.RWMutex // guards the following; every operation holds it shared
@@ -246,6 +247,7 @@ func newFile(fd int, path string, opts Options) (*File, error) {
 		b := AlignedBuffer(bounceSize)
 		return &b
 	}
+	f.iovPool.New = func() any { return new(iovecs) }
 	f.space = newSpace(spaceConfig{
 		size:      st.Size,
 		blockSize: bsize,
@@ -489,8 +491,10 @@ func (f *File) WriteVAt(bufs [][]byte, off int64) (int, error) {
 }
 
 func (f *File) pwritev(fd int, bufs [][]byte, off int64) error {
+	iov := f.iovPool.Get().(*iovecs)
+	defer f.iovPool.Put(iov)
 	if !f.direct {
-		return pwritevFull(fd, bufs, off)
+		return pwritevFull(fd, iov, bufs, off)
 	}
 	pos := off
 	aligned := true
@@ -504,7 +508,7 @@ func (f *File) pwritev(fd int, bufs [][]byte, off int64) error {
 	if aligned {
 		f.rmw.RLock()
 		defer f.rmw.RUnlock()
-		return pwritevFull(fd, bufs, off)
+		return pwritevFull(fd, iov, bufs, off)
 	}
 	for _, b := range bufs {
 		if err := f.pwrite(fd, b, off); err != nil {

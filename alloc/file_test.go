@@ -609,3 +609,46 @@ func TestCloseWhileBusy(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteAllocs pins the writeback path at zero allocations: WriteVAt
+// of a cluster, WriteAt, ReadAt of data and of a hole, Allocate.
+func TestWriteAllocs(t *testing.T) {
+	f := openTest(t, 64<<20, Options{})
+	cluster := make([][]byte, 256)
+	for i := range cluster {
+		cluster[i] = AlignedBuffer(4096)
+	}
+	buf := AlignedBuffer(4096)
+	for name, fn := range map[string]func(){
+		"WriteVAt": func() {
+			if _, err := f.WriteVAt(cluster, 1<<20); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"WriteAt": func() {
+			if _, err := f.WriteAt(buf, 8192); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"ReadAt": func() {
+			if _, err := f.ReadAt(buf, 8192); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"ReadAtHole": func() {
+			if _, err := f.ReadAt(buf, 32<<20); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"Allocate": func() {
+			if err := f.Allocate(1<<20, 1<<20); err != nil {
+				t.Fatal(err)
+			}
+		},
+	} {
+		fn() // warm the pools and the map
+		if n := testing.AllocsPerRun(50, fn); n != 0 {
+			t.Errorf("%s allocates %.1f times per call, want 0", name, n)
+		}
+	}
+}

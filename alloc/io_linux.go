@@ -2,6 +2,7 @@ package alloc
 
 import (
 	"io"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -44,17 +45,44 @@ func pwriteFull(fd int, p []byte, off int64) error {
 	return nil
 }
 
+// iovecs is a reusable iovec array for pwritev (File.iovPool).
+type iovecs [iovMax]unix.Iovec
+
+// pwritev is pwritev(2) of the buffers of bufs (at most iovMax), using iov
+// for the vector so that it allocates nothing.
+func pwritev(fd int, iov *iovecs, bufs [][]byte, off int64) (int, error) {
+	k := 0
+	for _, b := range bufs[:min(len(bufs), iovMax)] {
+		if len(b) == 0 {
+			continue
+		}
+		iov[k].Base = &b[0]
+		iov[k].SetLen(len(b))
+		k++
+	}
+	if k == 0 {
+		return 0, nil
+	}
+	lo, hi := uintptr(off), uintptr(uint64(off)>>(8*unsafe.Sizeof(uintptr(0))-1)>>1)
+	n, _, errno := unix.Syscall6(unix.SYS_PWRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(k), lo, hi, 0)
+	clear(iov[:k]) // drop the references to the caller's buffers
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}
+
 // pwritevFull writes bufs back to back at off with as few pwritev(2) calls
 // as possible (one when len(bufs) <= iovMax and the kernel writes it all),
 // retrying on EINTR and resuming short writes. bufs itself is not modified.
-func pwritevFull(fd int, bufs [][]byte, off int64) error {
+func pwritevFull(fd int, iov *iovecs, bufs [][]byte, off int64) error {
 	owned := false
 	for len(bufs) > 0 {
 		if len(bufs[0]) == 0 {
 			bufs = bufs[1:]
 			continue
 		}
-		n, err := unix.Pwritev(fd, bufs[:min(len(bufs), iovMax)], off)
+		n, err := pwritev(fd, iov, bufs, off)
 		switch {
 		case err == unix.EINTR:
 			continue
