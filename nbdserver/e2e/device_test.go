@@ -240,3 +240,50 @@ func TestShutdownInFlight(t *testing.T) {
 		t.Fatal("listener still accepting after Shutdown")
 	}
 }
+
+// TestFUARanges: FUA on unaligned writes, zeroes and trims of many sizes;
+// after each reply the exact range must be durable (a server that syncs
+// the wrong range, say a rounded or truncated one, fails here).
+func TestFUARanges(t *testing.T) {
+	dev := memdev.New(defaultSize, memdev.Options{Crashable: true})
+	e := newEnv(t, withExports(nbdserver.Export{Name: "", Device: dev, MultiConn: true}))
+	for _, hs := range headerStyles {
+		c := e.dial(hs.opts)
+		off, n := int64(777), 1
+		for i := 0; i < 24; i++ {
+			var want []byte
+			switch i % 3 {
+			case 0:
+				want = pattern(byte(i), n)
+				if _, err := c.WriteAtFlags(want, off, nbdtest.CmdFlagFUA); err != nil {
+					t.Fatal(err)
+				}
+			case 1:
+				// Make the range non-zero and durable first, then zero it.
+				if _, err := c.WriteAtFlags(pattern(byte(i), n), off, nbdtest.CmdFlagFUA); err != nil {
+					t.Fatal(err)
+				}
+				if err := c.Zero(off, int64(n), nbdtest.CmdFlagFUA|nbdtest.CmdFlagNoHole); err != nil {
+					t.Fatal(err)
+				}
+				want = make([]byte, n)
+			default:
+				if _, err := c.WriteAtFlags(pattern(byte(i), n), off, nbdtest.CmdFlagFUA); err != nil {
+					t.Fatal(err)
+				}
+				if err := c.Trim(off, int64(n), nbdtest.CmdFlagFUA); err != nil {
+					t.Fatal(err)
+				}
+				want = make([]byte, n)
+			}
+			if got := readDev(t, dev.Crash(), off, n); !bytes.Equal(got, want) {
+				t.Fatalf("%s: op %d FUA [%d,+%d) acknowledged but not durable", hs.name, i, off, n)
+			}
+			off += int64(n) + 4093
+			n = n*3 + 511
+			if n > 3<<20 {
+				n = 1
+			}
+		}
+	}
+}
