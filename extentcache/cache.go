@@ -108,7 +108,9 @@ type Cache struct {
 	// +checklocks:mu
 	waiters int // writers waiting for page memory: writeback runs while > 0
 	// +checklocks:mu
-	closed bool
+	closed bool // Close was called: new I/O fails
+	// +checklocks:mu
+	stopped bool // the writeback goroutine has exited: requests fail
 	// +checklocks:mu
 	stickyErr error // first writeback error since the last fully successful flush
 	// +checklocks:mu

@@ -50,6 +50,10 @@ func (c *Cache) SyncRange(off, n int64) error {
 // submit queues r for the writeback goroutine and waits for its answer.
 func (c *Cache) submit(r *syncReq) error {
 	c.mu.Lock()
+	if c.stopped {
+		c.mu.Unlock()
+		return errClosed("flush")
+	}
 	c.reqs = append(c.reqs, r)
 	c.mu.Unlock()
 	c.kick()

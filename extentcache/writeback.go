@@ -62,7 +62,13 @@ func (c *Cache) run() {
 			for c.inflight > 0 {
 				c.cond.Wait()
 			}
+			c.stopped = true
+			reqs := c.reqs
+			c.reqs = nil
 			c.mu.Unlock()
+			for _, r := range reqs {
+				r.done <- errClosed("flush")
+			}
 			close(c.jobq)
 			return
 		}
@@ -175,9 +181,9 @@ func (c *Cache) claimLocked(r statetree.Range, at int64, background bool) (end i
 		// A Zeroed run of one kind, without Writeback, from r onwards.
 		kind := r.Bits & ZeroKeep
 		s, e := r.Start, r.End
-		for e-s < maxZeroIO {
-			n, ok := c.tree.FindFirst(e, statetree.Zeroed)
-			if !ok || n.Start != e || n.Bits&(statetree.Writeback|statetree.Locked) != 0 || n.Bits&ZeroKeep != kind {
+		for e-s < maxZeroIO && e < c.size {
+			n, ok := c.tree.Get(e)
+			if !ok || n.Bits&statetree.Zeroed == 0 || n.Bits&(statetree.Writeback|statetree.Locked) != 0 || n.Bits&ZeroKeep != kind {
 				break
 			}
 			e = n.End

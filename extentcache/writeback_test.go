@@ -2,10 +2,14 @@ package extentcache
 
 import (
 	"bytes"
+	"errors"
 	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/extentd/extentd/device"
+	"github.com/extentd/extentd/device/memdev"
 )
 
 // quietOptions disable background writeback (no expiry within a test, no
@@ -251,3 +255,36 @@ func TestWriteThenTrimBeforeWriteback(t *testing.T) {
 		t.Fatalf("stats after flush: %+v", st)
 	}
 }
+
+// TestClose: Close writes everything back and flushes; afterwards every
+// call fails with device.ErrClosed and none hangs.
+func TestClose(t *testing.T) {
+	const bs = 4096
+	mem := memdev.New(1<<20, memdev.Options{Crashable: true})
+	c, err := New(mem, quietOptions(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	model := make([]byte, 1<<20)
+	mustWrite(t, c, model, fill(1, 3, 10*bs), 3)
+	if err := c.Zero(20*bs, 4*bs, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	verify(t, mem.Crash(), model, 0, 1<<20)
+	p := make([]byte, 10)
+	for name, err := range map[string]error{
+		"Close": c.Close(), "Flush": c.Flush(), "SyncRange": c.SyncRange(0, 1),
+		"Trim": c.Trim(0, bs), "Zero": c.Zero(0, bs, true),
+		"WriteAt": second(c.WriteAt(p, 0)), "ReadAt": second(c.ReadAt(p, 0)),
+		"Extents": c.Extents(0, bs, func(device.Extent) bool { return true }),
+	} {
+		if !errors.Is(err, device.ErrClosed) {
+			t.Errorf("%s after Close: err %v, want ErrClosed", name, err)
+		}
+	}
+}
+
+func second(_ int, err error) error { return err }
