@@ -80,8 +80,8 @@ type Observer interface {
 	// ConnClosed is called when that connection ends.
 	ConnClosed(export string)
 	// Request is called once per completed request: bytes is the request
-	// length, d the time from decoding to the reply being queued, errno 0
-	// on success.
+	// length, d the time from decoding to the reply being written to the
+	// connection's buffer, errno 0 on success.
 	Request(cmd Command, bytes int64, d time.Duration, errno Errno)
 }
 
