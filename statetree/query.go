@@ -181,8 +181,8 @@ func (t *Tree) FindContiguous(from int64, all Bits, maxLen int64) (start, end in
 		}
 		if start < 0 {
 			start = a
-			if maxLen > 0 {
-				w.limit = min(w.limit, start+maxLen)
+			if maxLen > 0 && maxLen < w.limit-start {
+				w.limit = start + maxLen
 			}
 		}
 		end = min(e, w.limit)
@@ -229,7 +229,7 @@ func (t *Tree) Cluster(off int64, want, avoid Bits, maxLen, align int64) (start,
 	if align > 0 {
 		align = max(align/bs*bs, bs)
 		ws = off / align * align
-		we = min(ws+align, t.size)
+		we = ws + min(align, t.size-ws)
 	}
 	lo := ws
 	if maxLen > 0 {
@@ -282,8 +282,8 @@ back:
 	}
 
 	hi := we
-	if maxLen > 0 {
-		hi = min(hi, start+maxLen)
+	if maxLen > 0 && maxLen < hi-start {
+		hi = start + maxLen
 	}
 
 	// Forwards from ob, up to hi.

@@ -1,6 +1,7 @@
 package statetree
 
 import (
+	"math"
 	"slices"
 	"testing"
 )
@@ -386,5 +387,23 @@ func TestStaleHint(t *testing.T) {
 	tr.Set(K, 2*K, Dirty, 0)
 	if r, _ := tr.Get(0); r != (Range{0, 2 * K, Dirty, 0}) {
 		t.Fatalf("after Set through a stale hint: %v", r)
+	}
+}
+
+// TestHugeLimitsDoNotOverflow: maxLen and align near MaxInt64 mean
+// "unbounded", not a wrapped negative limit.
+func TestHugeLimitsDoNotOverflow(t *testing.T) {
+	const size = 1 << 62
+	tr := New(Options{Size: size, BlockSize: 4096})
+	tr.Set(size-8192, size, Dirty, 0)
+	const huge = math.MaxInt64
+	if s, e, ok := tr.Cluster(size-1, Dirty, 0, huge, huge); !ok || s != size-8192 || e != size {
+		t.Errorf("Cluster = [%d,%d),%v", s, e, ok)
+	}
+	if s, e, ok := tr.FindContiguous(size-4096, Dirty, huge); !ok || s != size-4096 || e != size {
+		t.Errorf("FindContiguous = [%d,%d),%v", s, e, ok)
+	}
+	if n, first := tr.Count(0, size, Dirty, false, huge); n != 8192 || first != size-8192 {
+		t.Errorf("Count = (%d, %d)", n, first)
 	}
 }
