@@ -5,7 +5,7 @@
 #
 #   bench/gobench.sh                      # every package with a Benchmark, -count=6
 #   bench/gobench.sh -count 10 ./statetree/ ./extentcache/
-#   bench/gobench.sh -quick               # -count=1 -benchtime=100x: does it run?
+#   bench/gobench.sh -quick               # -count=1 -benchtime=1x: does it run?
 #   bench/gobench.sh -bench 'ReadAt' -benchtime 2s
 #   bench/gobench.sh -compare OLD.txt     # benchstat OLD.txt NEW.txt
 #
@@ -23,7 +23,7 @@ while [ $# -gt 0 ]; do
     -benchtime|--benchtime) benchtime=$2; shift 2 ;;
     -bench|--bench) bench=$2; shift 2 ;;
     -compare|--compare) compare=$2; shift 2 ;;
-    -quick|--quick) count=1 benchtime=100x; shift ;;
+    -quick|--quick) count=1 benchtime=1x; shift ;;
     -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "gobench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     *) pkgs+=("$1"); shift ;;
