@@ -396,6 +396,17 @@ func TestErrorReplies(t *testing.T) {
 				{"REQ_ONE on read", r(nbdtest.CmdRead, nbdtest.CmdFlagReqOne, 0, 4096), einval},
 				{"FAST_ZERO on trim", r(nbdtest.CmdTrim, nbdtest.CmdFlagFastZero, 0, 4096), einval},
 			}
+			if c.Extended() {
+				// A payload on a command without a payload form: the server
+				// consumes it and answers EINVAL (ext-header spec SHOULD).
+				cases = append(cases, errCase{"READ with PAYLOAD_LEN",
+					nbdtest.Request{Type: nbdtest.CmdRead, Flags: nbdtest.CmdFlagPayloadLen, Length: 512, Payload: make([]byte, 512)}, einval})
+			} else {
+				cases = append(cases, errCase{"PAYLOAD_LEN in compact mode", r(nbdtest.CmdRead, nbdtest.CmdFlagPayloadLen, 0, 512), einval})
+			}
+			if c.Structured() {
+				cases = append(cases, errCase{"DF on WRITE", nbdtest.Request{Type: nbdtest.CmdWrite, Flags: nbdtest.CmdFlagDF, Payload: make([]byte, 512)}, einval})
+			}
 			if hs.name == "simple" {
 				cases = append(cases,
 					errCase{"BLOCK_STATUS without meta context", r(nbdtest.CmdBlockStatus, 0, 0, 4096), einval},

@@ -165,3 +165,33 @@ func TestShutdownUnderLoad(t *testing.T) {
 		t.Fatal("Serve did not return")
 	}
 }
+
+// TestExtendedBigRead: with extended headers a READ may exceed the
+// maximum payload; the server either answers it correctly (in several
+// chunks) or refuses it with EINVAL/EOVERFLOW, and the connection stays
+// usable.
+func TestExtendedBigRead(t *testing.T) {
+	e := newEnv(t)
+	w := e.dial(defaultOpts())
+	p := pattern(77, 1<<20)
+	if _, err := w.WriteAt(p, 47<<20); err != nil {
+		t.Fatal(err)
+	}
+	c := e.dial(nbdtest.Options{ExtendedHeaders: true})
+	call, err := c.Do(nbdtest.Request{Type: nbdtest.CmdRead, Offset: 0, Length: 48 << 20})
+	switch {
+	case err == nil:
+		if !bytes.Equal(call.Data[47<<20:], p) || !bytes.Equal(call.Data[:1<<20], make([]byte, 1<<20)) {
+			t.Fatal("48 MiB extended read returned wrong data")
+		}
+		t.Logf("48 MiB extended read answered in %d chunks", len(call.Chunks))
+	case errors.Is(err, nbdtest.EINVAL), errors.Is(err, nbdtest.EOVERFLOW):
+		t.Logf("48 MiB extended read refused: %v", err)
+	default:
+		t.Fatalf("48 MiB extended read: %v", err)
+	}
+	got := make([]byte, len(p))
+	if _, err := c.ReadAt(got, 47<<20); err != nil || !bytes.Equal(got, p) {
+		t.Fatalf("read after big read: %v", err)
+	}
+}
