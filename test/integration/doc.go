@@ -2,7 +2,7 @@
 // extentd binary, run `extentd serve` as a subprocess on 127.0.0.1 with a
 // fresh image, and drive it with real clients and real tools:
 //
-//   - filesystems (ext2, xfs) on a loop device over nbdfuse, checked with
+//   - filesystems (ext2, ext4, xfs) on a loop device over nbdfuse, checked with
 //     e2fsck/xfs_repair and verified after a server restart (fs_test.go);
 //   - fio with crc32c verification through its nbd engine (fio_test.go);
 //   - kill -9 and SIGTERM loops that check every flushed (FLUSH or FUA)

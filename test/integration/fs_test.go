@@ -213,13 +213,13 @@ func verifyTree(t *testing.T, root string, sums map[string][sha256.Size]byte) {
 	}
 }
 
-// TestFilesystems puts ext2 and xfs on the export (nbdfuse + loop device),
+// TestFilesystems puts ext2, ext4 and xfs on the export (nbdfuse + loop device),
 // writes a tree of random files, checks the filesystem with fsck, restarts
 // the server cleanly and verifies every file.
 func TestFilesystems(t *testing.T) {
 	testutil.RequireRoot(t)
 	testutil.RequireTool(t, "nbdfuse", "fusermount3", "losetup", "mount", "umount",
-		"mkfs.ext2", "e2fsck", "mkfs.xfs", "xfs_repair")
+		"mkfs.ext2", "mkfs.ext4", "e2fsck", "mkfs.xfs", "xfs_repair")
 	mb := fsTreeMB
 	if v := os.Getenv("EXTENTD_INTEG_FS_MB"); v != "" {
 		var err error
@@ -227,7 +227,7 @@ func TestFilesystems(t *testing.T) {
 			t.Fatalf("EXTENTD_INTEG_FS_MB=%q: %v", v, err)
 		}
 	}
-	for i, fstype := range []string{"ext2", "xfs"} {
+	for i, fstype := range []string{"ext2", "ext4", "xfs"} {
 		t.Run(fstype, func(t *testing.T) {
 			img := filepath.Join(t.TempDir(), "disk.img")
 			s := startServer(t, serverUnderTest(t), img, 1<<30)

@@ -18,7 +18,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-cache=${1:-${EXTENTD_VM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/extentd-vm}}
+cache=${1:-${EXTENTD_VM_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/extentd-vm}}
 mkdir -p "$cache/debs" "$cache/root"
 log() { echo "build-initramfs: $*" >&2; }
 
