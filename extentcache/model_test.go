@@ -32,7 +32,7 @@ func TestModel(t *testing.T) {
 			c := newTestCache(t, lower, testOptions(t))
 			model := make([]byte, size)
 			const workers = 4
-			rounds, opsPerRound := 12, 150
+			rounds, opsPerRound := 9, 150
 			if testing.Short() {
 				rounds = 4
 			}
