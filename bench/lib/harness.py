@@ -1151,6 +1151,17 @@ def markdown(result):
              + f". {meta['reps']} reps × {meta['runtime']} s (+{meta['ramp']} s ramp) per fio "
              f"workload, {fbytes(meta['size'])} sparse image per session"
              + (f"; run took {dur / 60:.1f} min" if dur else "") + ".")
+    oth = [r["other_cores"] for r in result["runs"] if r.get("other_cores") is not None]
+    stl = [r["steal_cores"] for r in result["runs"] if r.get("steal_cores") is not None]
+    lds = [float(r["loadavg"][0]) for r in result["runs"] if r.get("loadavg")]
+    if oth:
+        L.append(f"Other work on the machine during the measured windows: median "
+                 f"{statistics.median(oth):.2f} cores [{min(oth):.2f}–{max(oth):.2f}] besides the "
+                 f"server and fio; hypervisor steal median {statistics.median(stl):.2f} "
+                 f"[max {max(stl):.2f}] cores; 1-min load average at workload start "
+                 f"{min(lds):.1f}–{max(lds):.1f}." +
+                 (" The machine was busy: compare servers within this run, on CPU-s/GiB "
+                  "first, and mind the [min–max]." if statistics.median(oth) > 0.3 else ""))
     L.append("")
     L.append(f"Command: `bench/run.sh {' '.join(meta['argv'])}`" +
              (f" at `{f['git']}`" if f.get("git") else ""))
