@@ -34,6 +34,7 @@ func Run(t *testing.T, newDevice NewDevice) {
 	t.Run("RoundTripAligned", func(t *testing.T) { testRoundTripAligned(t, newDevice) })
 	t.Run("RoundTripUnaligned", func(t *testing.T) { testRoundTripUnaligned(t, newDevice) })
 	t.Run("OutOfRange", func(t *testing.T) { testOutOfRange(t, newDevice) })
+	t.Run("EmptyRanges", func(t *testing.T) { testEmptyRanges(t, newDevice) })
 	t.Run("Trim", func(t *testing.T) { testTrim(t, newDevice) })
 	t.Run("Zero", func(t *testing.T) { testZero(t, newDevice) })
 	t.Run("Extents", func(t *testing.T) { testExtents(t, newDevice) })
@@ -240,6 +241,38 @@ func testOutOfRange(t *testing.T, newDevice NewDevice) {
 	}
 	// Nothing changed.
 	make(Model, Size).Verify(t, d)
+}
+
+// testEmptyRanges: zero-length requests at 0, inside and at Size are valid
+// (device.CheckRange accepts [Size,+0)) and change nothing.
+func testEmptyRanges(t *testing.T, newDevice NewDevice) {
+	d := newDevice(t, Size)
+	m := make(Model, Size)
+	mustWrite(t, d, m, pattern(11, 4096), 4096)
+	for _, off := range []int64{0, 4095, Size - 1, Size} {
+		if n, err := d.ReadAt(nil, off); n != 0 || err != nil {
+			t.Errorf("ReadAt(nil, %d) = %d, %v; want 0, nil", off, n, err)
+		}
+		if n, err := d.WriteAt(nil, off); n != 0 || err != nil {
+			t.Errorf("WriteAt(nil, %d) = %d, %v; want 0, nil", off, n, err)
+		}
+		if tr, ok := d.(device.Trimmer); ok {
+			if err := tr.Trim(off, 0); err != nil {
+				t.Errorf("Trim(%d, 0): %v", off, err)
+			}
+		}
+		if z, ok := d.(device.Zeroer); ok {
+			if err := z.Zero(off, 0, false); err != nil {
+				t.Errorf("Zero(%d, 0, false): %v", off, err)
+			}
+		}
+		if s, ok := d.(device.RangeSyncer); ok {
+			if err := s.SyncRange(off, 0); err != nil {
+				t.Errorf("SyncRange(%d, 0): %v", off, err)
+			}
+		}
+	}
+	m.Verify(t, d)
 }
 
 func testTrim(t *testing.T, newDevice NewDevice) {
