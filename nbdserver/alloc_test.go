@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/extentd/extentd/device"
 )
 
 // socketPair returns two connected Unix stream sockets as net.Conns.
@@ -36,7 +38,12 @@ func socketPair(tb testing.TB) (net.Conn, net.Conn) {
 // nothing, as in production at Info level.
 func benchConn(tb testing.TB, size int, structured bool) *rawClient {
 	tb.Helper()
-	s, err := New(Options{Exports: []Export{{Device: &flatDevice{b: make([]byte, size)}}}, Logger: zap.NewNop()})
+	return benchConnDevice(tb, &flatDevice{b: make([]byte, size)}, structured)
+}
+
+func benchConnDevice(tb testing.TB, d device.Device, structured bool) *rawClient {
+	tb.Helper()
+	s, err := New(Options{Exports: []Export{{Device: d}}, Logger: zap.NewNop()})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -78,7 +85,16 @@ func (rt *roundTrip) do(tb testing.TB) {
 	if _, err := io.ReadFull(rt.c, rt.reply); err != nil {
 		tb.Fatal(err)
 	}
-	if rt.reply[7] != 0 || rt.reply[0] != 0x67 {
+	switch rt.reply[0] {
+	case 0x67: // simple reply: error field must be zero
+		if rt.reply[7] != 0 {
+			tb.Fatalf("bad reply %x", rt.reply[:16])
+		}
+	case 0x66: // structured: the first chunk must not be an error
+		if rt.reply[6]&0x80 != 0 {
+			tb.Fatalf("bad reply %x", rt.reply[:20])
+		}
+	default:
 		tb.Fatalf("bad reply %x", rt.reply[:16])
 	}
 }
@@ -90,6 +106,12 @@ func TestZeroAllocsReadWrite(t *testing.T) {
 		t.Skip("allocation pin")
 	}
 	rc := benchConn(t, 8<<20, false)
+	src := benchConnDevice(t, &flatExtDevice{flatDevice: flatDevice{b: make([]byte, 8<<20)}, holeEnd: 1 << 20}, true)
+	structuredRead := func(off, n, replyLen int) *roundTrip {
+		rt := newRoundTrip(src, requestHeader{cmd: CmdRead, cookie: 9, off: uint64(off), length: uint64(n)}, nil, 0)
+		rt.reply = make([]byte, replyLen)
+		return rt
+	}
 	for _, tc := range []struct {
 		name string
 		rt   *roundTrip
@@ -98,6 +120,10 @@ func TestZeroAllocsReadWrite(t *testing.T) {
 		{"read 4k", newRoundTrip(rc, requestHeader{cmd: CmdRead, cookie: 2, off: 4096, length: 4096}, nil, 4096)},
 		{"write 1m", newRoundTrip(rc, requestHeader{cmd: CmdWrite, cookie: 3, off: 1 << 20, length: 1 << 20}, pattern(1<<20, 2), 0)},
 		{"read 1m", newRoundTrip(rc, requestHeader{cmd: CmdRead, cookie: 4, off: 1 << 20, length: 1 << 20}, nil, 1<<20)},
+		// One OFFSET_DATA chunk.
+		{"structured read 4k", structuredRead(2<<20, 4096, sizeStructuredReply+8+4096)},
+		// An OFFSET_HOLE chunk, then an OFFSET_DATA chunk.
+		{"sparse read 64k", structuredRead(1<<20-32<<10, 64<<10, 2*sizeStructuredReply+sizeHoleChunk+8+32<<10)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.rt.do(t) // warm the pools

@@ -53,3 +53,24 @@ func (g *gateDevice) ReadAt(p []byte, off int64) (int, error) {
 	<-g.gate
 	return g.Device.ReadAt(p, off)
 }
+
+// flatExtDevice is a flatDevice whose first holeEnd bytes are reported as a
+// hole (and read as zeros); it allocates nothing in Extents.
+type flatExtDevice struct {
+	flatDevice
+	holeEnd int64
+}
+
+func (f *flatExtDevice) Extents(off, n int64, yield func(device.Extent) bool) error {
+	end := off + n
+	if off < f.holeEnd {
+		if !yield(device.Extent{Off: off, Len: min(end, f.holeEnd) - off, Flags: device.Hole | device.Zero}) {
+			return nil
+		}
+		off = f.holeEnd
+	}
+	if off < end {
+		yield(device.Extent{Off: off, Len: int64(len(f.b)) - off})
+	}
+	return nil
+}

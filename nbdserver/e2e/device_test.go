@@ -287,3 +287,51 @@ func TestFUARanges(t *testing.T) {
 		}
 	}
 }
+
+// badSpotDev is a memdev whose reads fail when they touch one byte, so a
+// large read fails part way (after the server may have sent content
+// chunks for earlier extents).
+type badSpotDev struct {
+	*memdev.Dev
+	bad int64
+}
+
+func (d badSpotDev) ReadAt(p []byte, off int64) (int, error) {
+	if off <= d.bad && d.bad < off+int64(len(p)) {
+		return 0, syscall.EIO
+	}
+	return d.Dev.ReadAt(p, off)
+}
+
+// TestPartialReadError: a READ over several extents whose middle fails
+// must end in an error (never a successful reply, never a DONE before the
+// error chunk) and leave the connection usable.
+func TestPartialReadError(t *testing.T) {
+	mem := memdev.New(defaultSize, memdev.Options{})
+	dev := badSpotDev{Dev: mem, bad: 3<<20 + 5}
+	e := newEnv(t, withExports(nbdserver.Export{Name: "", Device: dev, MultiConn: true}))
+	// Data extents around the bad spot, holes between them.
+	for _, off := range []int64{1 << 20, 3 << 20, 5 << 20} {
+		if _, err := mem.WriteAt(pattern(byte(off>>20), 256<<10), off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, hs := range headerStyles {
+		c := e.dial(hs.opts)
+		call, err := c.Do(nbdtest.Request{Type: nbdtest.CmdRead, Offset: 0, Length: 8 << 20})
+		if !c.Structured() && errors.Is(err, nbdtest.ErrClosed) {
+			t.Logf("%s: read error answered by disconnect", hs.name)
+			continue
+		}
+		if !errors.Is(err, nbdtest.EIO) {
+			t.Fatalf("%s: read over a bad spot: %v, want EIO", hs.name, err)
+		}
+		if call != nil {
+			t.Logf("%s: error reply in %d message(s)", hs.name, len(call.Chunks))
+		}
+		got := make([]byte, 256<<10)
+		if _, err := c.ReadAt(got, 5<<20); err != nil || !bytes.Equal(got, pattern(5, 256<<10)) {
+			t.Fatalf("%s: read after partial failure: %v", hs.name, err)
+		}
+	}
+}
