@@ -162,6 +162,11 @@ def machine_facts(tmproot):
     try:
         f["git"] = subprocess.run(["git", "-C", REPO, "log", "-1", "--format=%h %s"],
                                   capture_output=True, text=True, timeout=10).stdout.strip()
+        # extentd is built from the working tree, which may hold uncommitted work
+        st = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--", "cmd", "extentcache",
+                             "nbdserver", "alloc", "statetree", "device", "internal"],
+                            capture_output=True, text=True, timeout=10).stdout
+        f["git_dirty_paths"] = len([ln for ln in st.splitlines() if ln.strip()])
     except (OSError, subprocess.TimeoutExpired):
         pass
     return f
@@ -1164,7 +1169,9 @@ def markdown(result):
                   "first, and mind the [min–max]." if statistics.median(oth) > 0.3 else ""))
     L.append("")
     L.append(f"Command: `bench/run.sh {' '.join(meta['argv'])}`" +
-             (f" at `{f['git']}`" if f.get("git") else ""))
+             (f" at `{f['git']}`" if f.get("git") else "") +
+             (f" (extentd built from the working tree: {f['git_dirty_paths']} uncommitted paths "
+              "in its packages)" if f.get("git_dirty_paths") else ""))
     L.append("")
     L += headline(result)
     ov = overview(result)
