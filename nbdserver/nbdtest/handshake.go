@@ -350,11 +350,9 @@ func (h *Handshake) SetMetaContext(export string, queries ...string) ([]MetaCont
 	return mc, nil
 }
 
-// DefaultInfoRequests are the info types Go and Info ask for by default.
-var defaultInfoRequests = []uint16{InfoName, InfoDescription, InfoBlockSize}
-
-// DefaultInfoRequests returns NAME, DESCRIPTION and BLOCK_SIZE.
-func DefaultInfoRequests() []uint16 { return append([]uint16(nil), defaultInfoRequests...) }
+// DefaultInfoRequests returns NAME, DESCRIPTION and BLOCK_SIZE, what Dial
+// asks for in NBD_OPT_GO by default (a fresh slice each call).
+func DefaultInfoRequests() []uint16 { return []uint16{InfoName, InfoDescription, InfoBlockSize} }
 
 // InfoPayload encodes the data of NBD_OPT_INFO / NBD_OPT_GO.
 func InfoPayload(name string, reqs []uint16) []byte {
