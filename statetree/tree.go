@@ -16,7 +16,8 @@ import (
 // equal non-zero (Bits, Owner) as records: neighbours that touch and are
 // equal are always merged, and records never have empty bits. Every query
 // answers as if it looked at the bytes, so the record boundaries are not
-// observable except through Get, FindFirst and Ascend, which return records.
+// observable except through Get, FindFirst and AscendRecords, which return
+// whole records.
 //
 // # Mutations
 //
@@ -25,6 +26,18 @@ import (
 // changes, the tree lock (held by the caller) is never dropped in the middle,
 // and nothing in the mutation path can fail. Gen changes exactly when the
 // bytes' (Bits, Owner) change.
+//
+// # Costs
+//
+// Records are 24-byte pointer-free values in 64-record leaves under a flat
+// leaf index (a B+tree of height two; see docs/statetree.md). A search is
+// O(log n) and tries the leaf of the last mutation first. A mutation
+// touching k records costs a search plus O(k), and allocates nothing in
+// steady state; one spanning many leaves rewrites them in O(k + leaves).
+// Queries that walk (FindFirst, FindFirstClear, FindContiguous, Cluster,
+// Count, Test*, Union, Ascend) cost a search plus the records they pass.
+// Memory: about 24 bytes per range after sequential fills, 35 after random
+// ones.
 //
 // # Concurrency
 //
