@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -340,6 +341,11 @@ func (c *conn) writeLocked(r *request) {
 		return // connection failed; drop the reply
 	}
 	c.werr = c.writeReplyLocked(r)
+	if c.werr == nil && len(c.replies) == 0 && c.inflight.Load() > 1 {
+		// Other requests are being worked on: let them finish first so
+		// their replies share this write.
+		runtime.Gosched()
+	}
 	if c.werr == nil && len(c.replies) == 0 {
 		c.werr = c.bw.Flush()
 	}
