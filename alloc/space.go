@@ -91,7 +91,8 @@ type SpaceStats struct {
 // # Locking
 //
 // mu is a leaf lock: callers may hold theirs (extentcache.Cache.mu) while
-// calling Space; Space calls nothing outside this package while holding mu.
+// calling Space; while holding mu, Space calls only its statetree (a pure
+// data structure without locks), never the caller, a logger or I/O.
 // The only system call a Space makes is statfs(2): at most once per
 // StatfsInterval on the Reserve path (skipped if another goroutine is
 // already refreshing), and always before a Reserve fails.
