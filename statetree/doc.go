@@ -22,10 +22,11 @@
 // A Tree has no lock of its own and is not safe for concurrent use; it is
 // owned by the caller's mutex (in extentd, extentcache.Cache.mu), and every
 // method must be called with that mutex held. Read-only methods (Get,
-// FindFirst, FindFirstClear, FindContiguous, Cluster, Count, TestAll,
-// TestAny, Union, Ascend, AscendRecords, Ranges, Bytes, Len, Gen, Size,
-// BlockSize, Waiters, Clone, Check) never modify the Tree, so they may run concurrently with each other
-// (for instance under a sync.RWMutex read lock) but not with anything else.
+// FindFirst, FindFirstMatch, FindFirstClear, FindContiguous, Cluster,
+// Count, TestAll, TestAny, Union, Ascend, AscendRecords, Ranges, Bytes,
+// Len, Gen, Size, BlockSize, Waiters, Clone, Check) never modify the Tree,
+// so they may run concurrently with each other (for instance under a
+// sync.RWMutex read lock) but not with anything else.
 //
 // Lock and WaitClear are the only methods that block. They are called with
 // Options.Locker held and release it while they sleep, like sync.Cond.Wait;

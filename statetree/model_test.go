@@ -297,6 +297,21 @@ func (h *harness) checkQueries(x, y int64, m1, m2 Bits, maxLen, align int64, con
 		h.fail("FindFirst(%d, %v) = %v,%v want %v,%v", x, m1, gr, gok, wr, wok)
 	}
 
+	// FindFirstMatch.
+	gr, gok = h.tr.FindFirstMatch(x, m1, m2)
+	wr, wok = Range{}, false
+	if m1 != 0 {
+		for b := xb; b < h.nb; b++ {
+			if h.m[b].bits&m1 != 0 && h.m[b].bits&m2 == 0 {
+				wr, wok = h.recordAt(b)
+				break
+			}
+		}
+	}
+	if gr != wr || gok != wok {
+		h.fail("FindFirstMatch(%d, %v, avoid %v) = %v,%v want %v,%v", x, m1, m2, gr, gok, wr, wok)
+	}
+
 	// FindFirstClear.
 	{
 		gs, ge := h.tr.FindFirstClear(x, m1)

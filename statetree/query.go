@@ -118,6 +118,22 @@ func (t *Tree) FindFirst(from int64, any Bits) (Range, bool) {
 	return Range{}, false
 }
 
+// FindFirstMatch is FindFirst that also skips records having any bit of
+// avoid: it returns a copy of the first record with End > from that has a
+// bit of any and no bit of avoid, such as the first Dirty record not
+// already under Writeback or Locked. The record may start before from.
+func (t *Tree) FindFirstMatch(from int64, any, avoid Bits) (Range, bool) {
+	if any == 0 {
+		return Range{}, false
+	}
+	for p := t.s.seek(max(from, 0)); t.s.valid(p); p = t.s.next(p) {
+		if r := t.s.at(p); r.Bits&any != 0 && r.Bits&avoid == 0 {
+			return r, true
+		}
+	}
+	return Range{}, false
+}
+
 // FindFirstClear returns the first maximal run of bytes having none of the
 // bits b, gaps included, that contains from or lies after it. The run may
 // start before from. end is Size when the run reaches the end of the device.
