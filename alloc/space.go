@@ -107,6 +107,8 @@ type Space struct {
 	log       *zap.Logger
 
 	refreshMu sync.Mutex // serialises statfs refreshes; taken before mu, never under it
+	// refreshErr is the error of the last statfs, or nil.
+	refreshErr error // +checklocks:refreshMu
 	// lastRefresh is when statfs last succeeded, in nanoseconds since
 	// epoch (monotonic); 0 before the first. Read without a lock by the
 	// Reserve path.
@@ -125,8 +127,6 @@ type Space struct {
 	allocAtRefresh int64 // +checklocks:mu
 	// refreshed: hostFree has been read at least once.
 	refreshed bool // +checklocks:mu
-	// refreshErr is the error of the last statfs, or nil.
-	refreshErr error // +checklocks:mu
 	outOfSpace bool  // +checklocks:mu
 	// scratch holds the free pieces of a Reserve between scan and set.
 	scratch []statetree.Range // +checklocks:mu
@@ -394,8 +394,9 @@ func (s *Space) refreshLocked() {
 	a0 := s.t.Bytes(allocatedBit)
 	s.mu.Unlock()
 	free, err := s.statfs()
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	// Retry a failed statfs only after the interval too (a failing Reserve
+	// still forces one).
+	s.lastRefresh.Store(int64(max(1, time.Since(s.epoch))))
 	if err != nil {
 		if s.refreshErr == nil {
 			s.log.Warn("statfs failed; keeping the last free space figure", zap.Error(err))
@@ -404,8 +405,9 @@ func (s *Space) refreshLocked() {
 		return
 	}
 	s.refreshErr = nil
+	s.mu.Lock()
 	s.hostFree, s.allocAtRefresh, s.refreshed = free, a0, true
-	s.lastRefresh.Store(int64(max(1, time.Since(s.epoch))))
+	s.mu.Unlock()
 }
 
 // beginWrite charges the blocks of [off, off+n) that are neither
