@@ -97,8 +97,11 @@ func serverUnderTest(t testing.TB) serverKind {
 	case "nbdkit":
 		testutil.RequireTool(t, "nbdkit")
 		return nbdkitServer
+	case "brokenserver-noflush", "brokenserver-dropdirty", "brokenserver-ok":
+		// Used by broken_test.go to show a whole test fails against them.
+		return brokenServer(strings.TrimPrefix(s, "brokenserver-"))
 	default:
-		t.Fatalf("EXTENTD_INTEG_SERVER=%q: want extentd or nbdkit", s)
+		t.Fatalf("EXTENTD_INTEG_SERVER=%q: want extentd, nbdkit or brokenserver-{noflush,dropdirty,ok}", s)
 		return serverKind{}
 	}
 }
