@@ -47,6 +47,7 @@ func runErr(t *testing.T, env []string, name string, args ...string) (string, er
 	t.Helper()
 	cmd := exec.Command(name, args...)
 	cmd.Env = append(os.Environ(), env...)
+	cmd.Dir = t.TempDir() // tools such as fio drop state files in their cwd
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
@@ -358,7 +359,7 @@ func TestFio(t *testing.T) {
 	e := toolEnv(t, "tcp")
 	out := run(t, nil, "fio", "--name=verify", "--ioengine=nbd", "--uri="+e.uri(""),
 		"--rw=randwrite", "--bs=4k", "--size=16m", "--iodepth=16", "--verify=crc32c",
-		"--do_verify=1", "--verify_fatal=1", "--output-format=json")
+		"--do_verify=1", "--verify_fatal=1", "--verify_state_save=0", "--output-format=json")
 	var res struct {
 		Jobs []struct {
 			Error int `json:"error"`
