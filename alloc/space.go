@@ -109,7 +109,7 @@ type Space struct {
 	refreshMu sync.Mutex // serialises statfs refreshes; taken before mu, never under it
 	// refreshErr is the error of the last statfs, or nil.
 	refreshErr error // +checklocks:refreshMu
-	// lastRefresh is when statfs last succeeded, in nanoseconds since
+	// lastRefresh is when statfs was last called, in nanoseconds since
 	// epoch (monotonic); 0 before the first. Read without a lock by the
 	// Reserve path.
 	lastRefresh atomic.Int64
@@ -126,8 +126,8 @@ type Space struct {
 	// allocAtRefresh is m's allocated bytes just before that statfs.
 	allocAtRefresh int64 // +checklocks:mu
 	// refreshed: hostFree has been read at least once.
-	refreshed bool // +checklocks:mu
-	outOfSpace bool  // +checklocks:mu
+	refreshed  bool // +checklocks:mu
+	outOfSpace bool // +checklocks:mu
 	// scratch holds the free pieces of a Reserve between scan and set.
 	scratch []statetree.Range // +checklocks:mu
 }
