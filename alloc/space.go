@@ -121,9 +121,9 @@ type Space struct {
 	t *statetree.Tree // +checklocks:mu
 	// cs is reused by Release (no allocation in steady state).
 	cs statetree.ChangeSet // +checklocks:mu
-	// hostFree is statfs free bytes at lastRefresh.
+	// hostFree is the free bytes of the last successful statfs.
 	hostFree int64 // +checklocks:mu
-	// allocAtRefresh is m's allocated bytes just before that statfs.
+	// allocAtRefresh is the allocated bytes sampled just before it.
 	allocAtRefresh int64 // +checklocks:mu
 	// refreshed: hostFree has been read at least once.
 	refreshed  bool // +checklocks:mu
