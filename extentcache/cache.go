@@ -78,6 +78,7 @@ type Cache struct {
 	alloc   allocator        // nil if lower cannot allocate
 	starter writebackStarter // nil if lower has no StartWriteback
 	clean   *ristretto.Cache[uint64, []byte]
+	door    *doorkeeper    // with clean: admits a block on its second miss
 	done    chan struct{}  // closed to stop the writeback goroutine
 	wake    chan struct{}  // cap 1: wakes the writeback goroutine
 	jobq    chan *job      // claimed jobs for the I/O workers; closed when run exits
@@ -206,6 +207,7 @@ func New(lower device.Device, opts Options) (*Cache, error) {
 			return nil, fmt.Errorf("extentcache: clean cache: %w", err)
 		}
 		c.clean = cc
+		c.door = newDoorkeeper(n)
 	}
 	c.jobq = make(chan *job, opts.WritebackInFlight)
 	c.wg.Add(1 + opts.WritebackInFlight)

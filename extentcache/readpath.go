@@ -122,7 +122,7 @@ func (c *Cache) ReadAt(p []byte, off int64) (int, error) {
 		for i := 0; i < nt; i++ {
 			cb := tracked[i]
 			bo := cb.b << c.shift
-			if cb.b < 0 || bo < off || c.blockEnd(cb.b) > end || c.blockEnd(cb.b)-bo != c.bs {
+			if cb.b < 0 || bo < off || c.blockEnd(cb.b) > end || c.blockEnd(cb.b)-bo != c.bs || !c.door.admit(cb.b) {
 				continue
 			}
 			v := make([]byte, 8+c.bs)

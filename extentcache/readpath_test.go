@@ -19,8 +19,11 @@ func TestCleanCacheFillRace(t *testing.T) {
 		t.Fatal("clean cache disabled in test options")
 	}
 
-	g := lower.gateNextRead()
 	got := make([]byte, bs)
+	if _, err := c.ReadAt(got, 0); err != nil { // first miss: not admitted yet
+		t.Fatal(err)
+	}
+	g := lower.gateNextRead()
 	done := make(chan error, 1)
 	go func() {
 		_, err := c.ReadAt(got, 0)
@@ -40,6 +43,9 @@ func TestCleanCacheFillRace(t *testing.T) {
 		t.Fatal("concurrent read returned neither the old nor the new block")
 	}
 	c.clean.Wait()
+	if v, ok := c.clean.Get(0); !ok || !bytes.Equal(v[8:], old) {
+		t.Fatal("the racing read did not fill the clean cache with the old block: test does not exercise the race")
+	}
 	for i := 0; i < 3; i++ {
 		buf := make([]byte, bs)
 		if _, err := c.ReadAt(buf, 0); err != nil {
