@@ -23,7 +23,7 @@
 # client sent on each connection: options, and requests by command and flags.
 #
 # Exit status 0 only if the guest printed "EXTENTD-VM DONE pass=N fail=0",
-# no FAIL line, within the timeout; the client negotiated with NBD_OPT_GO;
+# no FAIL line and no kernel I/O or protocol error, within the timeout; the client negotiated with NBD_OPT_GO;
 # the kernel sent FLUSH requests and FUA writes (it only does if the server
 # advertised SEND_FLUSH and SEND_FUA); and the server counted those flushes
 # and answered no request with an error.
@@ -142,6 +142,13 @@ elif [ $rc != 0 ]; then
 fi
 if grep -q '^EXTENTD-VM FAIL' "$work/console.log"; then
 	log "FAIL: guest reported failing steps"
+	fail=1
+fi
+# The kernel's own complaints: an I/O error on nbd0 (the server answered
+# with an error, or the socket died), a protocol violation it noticed, a
+# request timeout, an oops.
+if grep -aE 'I/O error|Wrong magic|Unexpected reply|Double reply|timed out|Call Trace|BUG:' "$work/console.log" >&2; then
+	log "FAIL: the guest kernel reported errors"
 	fail=1
 fi
 if ! grep -qE '^EXTENTD-VM DONE pass=[0-9]+ fail=0' "$work/console.log"; then
