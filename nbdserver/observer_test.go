@@ -3,7 +3,9 @@ package nbdserver
 import (
 	"context"
 	"net"
+	"os"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -116,5 +118,40 @@ func TestShutdownIdleAndHandshake(t *testing.T) {
 	s.ServeConn(context.Background(), cs) // returns at once
 	if _, err := cc.Write([]byte{0}); err == nil {
 		t.Fatal("ServeConn after Shutdown kept the connection")
+	}
+}
+
+// flakyListener fails Accept with EMFILE a few times before delegating.
+type flakyListener struct {
+	net.Listener
+	fails int
+}
+
+func (l *flakyListener) Accept() (net.Conn, error) {
+	if l.fails > 0 {
+		l.fails--
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	return l.Listener.Accept()
+}
+
+func TestServeRetriesTransientAcceptErrors(t *testing.T) {
+	s := newTestServer(t, Options{})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(&flakyListener{Listener: l, fails: 3}) }()
+	rc := dialRaw(t, l.Addr().String())
+	rc.open("", false, false, false)
+	if errno, _, _ := rc.do(requestHeader{cmd: CmdFlush, cookie: 1}, nil); errno != 0 {
+		t.Fatalf("flush: %v", errno)
+	}
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-served; err != ErrServerClosed {
+		t.Fatalf("Serve: %v", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -160,8 +161,7 @@ func (s *Server) Serve(l net.Listener) error {
 			if s.shuttingDown.Load() {
 				return ErrServerClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
+			if retryableAccept(err) {
 				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
 				s.log.Warn("accept failed; retrying", zap.Error(err), zap.Duration("backoff", backoff))
 				time.Sleep(backoff)
@@ -179,6 +179,20 @@ func (s *Server) Serve(l net.Listener) error {
 			s.serve(context.Background(), nc)
 		}()
 	}
+}
+
+// retryableAccept reports whether an Accept error is transient (too many
+// open files, a connection aborted before accept, a timeout): Serve backs
+// off and goes on instead of returning.
+func retryableAccept(err error) bool {
+	switch {
+	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE),
+		errors.Is(err, syscall.ECONNABORTED), errors.Is(err, syscall.ENOBUFS),
+		errors.Is(err, syscall.ENOMEM):
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // track registers one more connection goroutine with s.conns unless the
