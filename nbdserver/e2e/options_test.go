@@ -138,10 +138,15 @@ func TestUnknownExport(t *testing.T) {
 }
 
 // TestOptExportName covers EXPORT_NAME with and without NO_ZEROES (the 124
-// zero bytes) and transmission afterwards.
+// zero bytes), from fixed-newstyle and plain newstyle clients (flags
+// without FIXED_NEWSTYLE: EXPORT_NAME is the one option they may send),
+// and transmission afterwards.
 func TestOptExportName(t *testing.T) {
 	e := newEnv(t)
-	for _, flags := range []uint32{nbdtest.ClientFlagFixedNewstyle, nbdtest.ClientFlagFixedNewstyle | nbdtest.ClientFlagNoZeroes} {
+	for _, flags := range []uint32{
+		nbdtest.ClientFlagFixedNewstyle, nbdtest.ClientFlagFixedNewstyle | nbdtest.ClientFlagNoZeroes,
+		0, nbdtest.ClientFlagNoZeroes,
+	} {
 		c := e.dial(nbdtest.Options{UseExportName: true, ClientFlags: &flags})
 		if c.Export().Size != defaultSize {
 			t.Fatalf("flags %#x: size %d", flags, c.Export().Size)
