@@ -336,6 +336,8 @@ func (c *conn) writer() {
 // writeLocked writes r's reply and flushes unless more replies are queued
 // (whoever writes the last of them flushes: the writer always flushes when
 // it finds the queue empty). c.wmu must be held.
+//
+// +checklocks:c.wmu
 func (c *conn) writeLocked(r *request) {
 	if c.werr != nil {
 		return // connection failed; drop the reply

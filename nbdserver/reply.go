@@ -11,6 +11,8 @@ const maxErrorMsg = 256
 
 // writeReplyLocked encodes r's reply into the buffered writer. c.wmu must
 // be held. Errors are sticky in c.bw and surface at Flush.
+//
+// +checklocks:c.wmu
 func (c *conn) writeReplyLocked(r *request) error {
 	if r.errno != 0 {
 		return c.writeErrorLocked(r)
@@ -78,6 +80,8 @@ func (c *conn) writeReplyLocked(r *request) error {
 
 // writeErrorLocked sends r.errno: a simple reply without structured
 // replies, otherwise an error chunk carrying r.msg. c.wmu must be held.
+//
+// +checklocks:c.wmu
 func (c *conn) writeErrorLocked(r *request) error {
 	b := c.whdr[:]
 	if !c.neg.structured {
