@@ -561,6 +561,7 @@ func TestModel(t *testing.T) {
 		{"bs512", 256, 512, 0, 20, 300, 30},
 		{"bs512-partial-tail", 200, 512, 100, 10, 300, 30},
 		{"small", 8, 4, 0, 40, 100, 30},
+		{"bs3-not-power-of-two", 200, 3, 1, 6, 300, 30},
 		// Mostly short ops grow the tree past several leaves, exercising
 		// leaf splits, spills and merges.
 		{"many-leaves", 1500, 1, 0, 2, 1200, 97},

@@ -46,6 +46,7 @@ type Tree struct {
 	s         store
 	size      int64
 	blockSize int64
+	blockMask int64 // blockSize-1 when it is a power of two, else -1
 	locker    sync.Locker
 	gen       uint64
 	bytes     [NumBits]int64 // bytes[i]: total bytes having bit i; sums over records
@@ -69,7 +70,12 @@ func New(opts Options) *Tree {
 	if err := opts.Validate(); err != nil {
 		panic(err)
 	}
-	return &Tree{size: opts.Size, blockSize: opts.BlockSize, locker: opts.Locker, bulkLeaves: defaultBulkLeaves}
+	mask := int64(-1)
+	if opts.BlockSize&(opts.BlockSize-1) == 0 {
+		mask = opts.BlockSize - 1
+	}
+	return &Tree{size: opts.Size, blockSize: opts.BlockSize, blockMask: mask, locker: opts.Locker,
+		bulkLeaves: defaultBulkLeaves}
 }
 
 // Size returns the device size the tree covers.
@@ -102,9 +108,18 @@ func (t *Tree) Bytes(b Bits) int64 {
 // checkRange panics unless [start,end) is a valid mutation range.
 func (t *Tree) checkRange(op string, start, end int64) {
 	if start < 0 || end > t.size || start > end ||
-		(start%t.blockSize != 0 && start != t.size) || (end%t.blockSize != 0 && end != t.size) {
+		(t.misaligned(start) && start != t.size) || (t.misaligned(end) && end != t.size) {
 		badRange(op, start, end, t.size, t.blockSize)
 	}
+}
+
+// misaligned reports whether off is not a multiple of the block size,
+// without a division when the block size is a power of two (the usual case).
+func (t *Tree) misaligned(off int64) bool {
+	if t.blockMask >= 0 {
+		return off&t.blockMask != 0
+	}
+	return off%t.blockSize != 0
 }
 
 //go:noinline
@@ -316,7 +331,7 @@ func (t *Tree) applyInPlace(start, end int64, o op, p pos) (changed bool) {
 // Lock and WaitClear panic on it); it may be read or changed under a
 // different lock, for example as a snapshot for a long block-status scan.
 func (t *Tree) Clone() *Tree {
-	c := &Tree{size: t.size, blockSize: t.blockSize, gen: t.gen, bytes: t.bytes, bulkLeaves: t.bulkLeaves}
+	c := &Tree{size: t.size, blockSize: t.blockSize, blockMask: t.blockMask, gen: t.gen, bytes: t.bytes, bulkLeaves: t.bulkLeaves}
 	c.s.n = t.s.n
 	c.s.mins = append([]int64(nil), t.s.mins...)
 	c.s.counts = append([]int(nil), t.s.counts...)
