@@ -178,7 +178,9 @@ func New(lower device.Device, opts Options) (*Cache, error) {
 	c.tree = statetree.New(statetree.Options{Size: size, BlockSize: opts.BlockSize, Locker: &c.mu})
 	c.cond = sync.NewCond(&c.mu)
 	blocks := (size + c.bs - 1) >> c.shift
-	c.index = newPageIndex(blocks)
+	// Spare chunks absorb the churn of random dirty blocks being written
+	// back and dirtied again: up to one per 4 pages of MaxDirty.
+	c.index = newPageIndex(blocks, max(64, c.maxPages/4))
 	ng := uint64(1) << 16
 	for ng > 1 && int64(ng/2) >= blocks {
 		ng /= 2

@@ -1,52 +1,65 @@
 package extentcache
 
-// indexChunkBits is log2 of the blocks one index chunk covers (128 blocks,
-// 512 KiB of device with 4 KiB blocks; a chunk is 1 KiB of pointers).
-const indexChunkBits = 7
-
-// maxSpareChunks bounds the empty chunks pageIndex keeps for reuse.
-const maxSpareChunks = 256
-
-// pageIndex maps block numbers to pages: a directory with one slot per 128
-// blocks of the device, pointing to chunks that exist only while they hold
-// a page. Lookups are two loads, and set/del never allocate once enough
-// chunks were made (empty chunks are recycled). It is guarded by Cache.mu.
+// pageIndex maps block numbers to pages: a directory with one slot per
+// chunk of 2^bits blocks, pointing to chunks that exist only while they hold
+// a page. Lookups are two loads, and set/del do not allocate in steady state
+// (empty chunks are recycled). bits is chosen per device: 32-block chunks
+// (264 bytes) up to a directory of 1 Mi slots (8 MiB; a 4 TiB device at 4
+// KiB blocks), larger chunks beyond, so that random dirty blocks cost at
+// most about a chunk each. It is guarded by Cache.mu.
 type pageIndex struct {
-	dir   []*indexChunk
-	spare []*indexChunk
-	n     int // pages indexed
+	dir      []*indexChunk
+	bits     uint
+	spare    []*indexChunk
+	maxSpare int
+	n        int // pages indexed
 }
 
 type indexChunk struct {
-	pages [1 << indexChunkBits]*page
-	n     int // non-nil entries
+	pages []*page // 1<<bits entries
+	n     int     // non-nil entries
 }
 
-func newPageIndex(blocks int64) pageIndex {
-	return pageIndex{dir: make([]*indexChunk, (blocks+(1<<indexChunkBits)-1)>>indexChunkBits)}
+const (
+	minIndexChunkBits = 5
+	maxIndexDir       = 1 << 20
+)
+
+// newPageIndex returns an index for blocks blocks that keeps up to
+// maxSpare empty chunks for reuse.
+func newPageIndex(blocks int64, maxSpare int) pageIndex {
+	bits := uint(minIndexChunkBits)
+	for (blocks+(1<<bits)-1)>>bits > maxIndexDir {
+		bits++
+	}
+	return pageIndex{
+		dir:      make([]*indexChunk, (blocks+(1<<bits)-1)>>bits),
+		bits:     bits,
+		maxSpare: maxSpare,
+	}
 }
 
 // get returns the page of block b, or nil.
 func (x *pageIndex) get(b int64) *page {
-	if ch := x.dir[b>>indexChunkBits]; ch != nil {
-		return ch.pages[b&(1<<indexChunkBits-1)]
+	if ch := x.dir[b>>x.bits]; ch != nil {
+		return ch.pages[b&(1<<x.bits-1)]
 	}
 	return nil
 }
 
 // set makes p (non-nil) the page of block b.
 func (x *pageIndex) set(b int64, p *page) {
-	ch := x.dir[b>>indexChunkBits]
+	ch := x.dir[b>>x.bits]
 	if ch == nil {
 		if n := len(x.spare); n > 0 {
 			ch = x.spare[n-1]
 			x.spare = x.spare[:n-1]
 		} else {
-			ch = new(indexChunk)
+			ch = &indexChunk{pages: make([]*page, 1<<x.bits)}
 		}
-		x.dir[b>>indexChunkBits] = ch
+		x.dir[b>>x.bits] = ch
 	}
-	slot := &ch.pages[b&(1<<indexChunkBits-1)]
+	slot := &ch.pages[b&(1<<x.bits-1)]
 	if *slot == nil {
 		ch.n++
 		x.n++
@@ -56,11 +69,11 @@ func (x *pageIndex) set(b int64, p *page) {
 
 // del removes the page of block b, if any.
 func (x *pageIndex) del(b int64) {
-	ch := x.dir[b>>indexChunkBits]
+	ch := x.dir[b>>x.bits]
 	if ch == nil {
 		return
 	}
-	slot := &ch.pages[b&(1<<indexChunkBits-1)]
+	slot := &ch.pages[b&(1<<x.bits-1)]
 	if *slot == nil {
 		return
 	}
@@ -68,8 +81,8 @@ func (x *pageIndex) del(b int64) {
 	ch.n--
 	x.n--
 	if ch.n == 0 {
-		x.dir[b>>indexChunkBits] = nil
-		if len(x.spare) < maxSpareChunks {
+		x.dir[b>>x.bits] = nil
+		if len(x.spare) < x.maxSpare {
 			x.spare = append(x.spare, ch)
 		}
 	}
@@ -86,7 +99,7 @@ func (x *pageIndex) each(fn func(b int64, p *page)) {
 		}
 		for i, p := range ch.pages {
 			if p != nil {
-				fn(int64(ci)<<indexChunkBits+int64(i), p)
+				fn(int64(ci)<<x.bits+int64(i), p)
 			}
 		}
 	}

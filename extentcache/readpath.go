@@ -23,6 +23,12 @@ type cleanBlock struct {
 // blocks and blocks under writeback from memory, zeroed blocks as zeros,
 // clean blocks from the clean cache or the lower device.
 func (c *Cache) ReadAt(p []byte, off int64) (int, error) {
+	return c.read(p, off, false)
+}
+
+// read is ReadAt; with admit, clean blocks read from lower go to the clean
+// cache on their first miss (Prefetch), else on their second.
+func (c *Cache) read(p []byte, off int64, admit bool) (int, error) {
 	n := int64(len(p))
 	if err := device.CheckRange("extentcache: read", off, n, c.size); err != nil {
 		return 0, err
@@ -122,7 +128,7 @@ func (c *Cache) ReadAt(p []byte, off int64) (int, error) {
 		for i := 0; i < nt; i++ {
 			cb := tracked[i]
 			bo := cb.b << c.shift
-			if cb.b < 0 || bo < off || c.blockEnd(cb.b) > end || c.blockEnd(cb.b)-bo != c.bs || !c.door.admit(cb.b) {
+			if cb.b < 0 || bo < off || c.blockEnd(cb.b) > end || c.blockEnd(cb.b)-bo != c.bs || (!admit && !c.door.admit(cb.b)) {
 				continue
 			}
 			v := make([]byte, 8+c.bs)
@@ -135,7 +141,7 @@ func (c *Cache) ReadAt(p []byte, off int64) (int, error) {
 		// A read with more than maxTrackedClean clean blocks: read the
 		// rest the same way, from the first block not tracked.
 		lo := overflowFrom << c.shift
-		if _, err := c.ReadAt(p[lo-off:], lo); err != nil {
+		if _, err := c.read(p[lo-off:], lo, admit); err != nil {
 			return 0, err
 		}
 	}
