@@ -125,6 +125,7 @@ type countingDev struct {
 	gate     chan struct{} // writes wait until it is closed
 	readGate chan struct{}
 	reads    int
+	flushes  int
 }
 
 type ioRange struct{ off, n int64 }
@@ -186,7 +187,18 @@ func (d *countingDev) WriteVAt(bufs [][]byte, off int64) (int, error) {
 	d.bufs = append(d.bufs, len(bufs))
 	return n, nil
 }
-func (d *countingDev) Flush() error { return nil }
+func (d *countingDev) Flush() error {
+	d.mu.Lock()
+	d.flushes++
+	d.mu.Unlock()
+	return nil
+}
+
+func (d *countingDev) flushCount() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.flushes
+}
 
 func (d *countingDev) gateChan() chan struct{} {
 	d.mu.Lock()

@@ -20,7 +20,8 @@ func TestModel(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		vector bool // lower offers WriteVAt (through faultdev)
-	}{{"memdev", false}, {"vectored", true}} {
+		space  bool // with space accounting
+	}{{"memdev", false, false}, {"vectored+space", true, true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			seed := testSeed(t)
 			const size = 4<<20 + 3000 // odd size: a short last block
@@ -29,7 +30,11 @@ func TestModel(t *testing.T) {
 			if tc.vector {
 				lower = faultdev.New(mem)
 			}
-			c := newTestCache(t, lower, testOptions(t))
+			o := testOptions(t)
+			if tc.space {
+				o.Space = newFakeSpace(4096, size/4096+1)
+			}
+			c := newTestCache(t, lower, o)
 			model := make([]byte, size)
 			const workers = 4
 			rounds, opsPerRound := 9, 150
