@@ -27,6 +27,10 @@ const (
 
 var opNames = [numOps]string{"read", "write", "flush", "trim", "zero", "sync", "prefetch"}
 
+// opErrPrefix holds the error-message prefix of each operation, built once so
+// that validating a range allocates nothing.
+var opErrPrefix = [numOps]string{"memdev: read", "memdev: write", "memdev: flush", "memdev: trim", "memdev: zero", "memdev: sync", "memdev: prefetch"}
+
 // String returns the operation's name.
 func (o Op) String() string {
 	if o < 0 || o >= numOps {
@@ -123,7 +127,7 @@ func (d *Dev) faultLocked(op Op) error {
 
 // begin validates a range and consumes a fault. d.mu must be held.
 func (d *Dev) beginLocked(op Op, off, n int64) error {
-	if err := device.CheckRange("memdev: "+op.String(), off, n, d.size); err != nil {
+	if err := device.CheckRange(opErrPrefix[op], off, n, d.size); err != nil {
 		return err
 	}
 	return d.faultLocked(op)

@@ -126,3 +126,16 @@ func TestTrimZeroExtents(t *testing.T) {
 		}
 	}
 }
+
+func TestReadWriteDoNotAllocate(t *testing.T) {
+	d := New(4*chunkSize, Options{})
+	p := make([]byte, 4096)
+	d.WriteAt(p, 0) // allocate the chunk
+	n := testing.AllocsPerRun(100, func() {
+		d.WriteAt(p, 0)
+		d.ReadAt(p, 4096)
+	})
+	if n != 0 {
+		t.Fatalf("ReadAt+WriteAt allocate %.1f times per call, want 0", n)
+	}
+}
