@@ -10,10 +10,28 @@ import (
 // the tree's own invariants; Dirty and Zeroed never overlap; every range is
 // block aligned; every Dirty block has a page that no writeback holds; every
 // page in the index belongs to a Dirty or Writeback block; ZeroKeep implies
-// Zeroed. It takes c.mu; it is meant for tests.
+// Zeroed. It takes c.mu; it is meant for tests, at quiescent points (no
+// call in progress), where it also checks the page accounting.
 func (c *Cache) Check() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.checkLocked(true)
+}
+
+// invariantLocked panics if the invariants do not hold; a no-op unless
+// built with -tags invariants. c.mu must be held.
+func (c *Cache) invariantLocked() {
+	if !invariants {
+		return
+	}
+	if err := c.checkLocked(false); err != nil {
+		panic(fmt.Sprintf("extentcache: invariant violated: %v", err))
+	}
+}
+
+// checkLocked is Check; quiescent adds the page-accounting check that does
+// not hold while a write holds pages outside the index. c.mu must be held.
+func (c *Cache) checkLocked(quiescent bool) error {
 	if err := c.tree.Check(); err != nil {
 		return fmt.Errorf("extentcache: check: %w", err)
 	}
@@ -60,7 +78,7 @@ func (c *Cache) Check() error {
 	if c.index.len() > c.pagesInUse {
 		return fmt.Errorf("extentcache: check: %d pages indexed but %d in use", c.index.len(), c.pagesInUse)
 	}
-	if c.inflight == 0 && c.pagesInUse != c.index.len() {
+	if quiescent && c.inflight == 0 && c.pagesInUse != c.index.len() {
 		return fmt.Errorf("extentcache: check: no writeback in flight but %d pages in use, %d indexed", c.pagesInUse, c.index.len())
 	}
 	return nil

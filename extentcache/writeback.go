@@ -388,6 +388,7 @@ func (c *Cache) completeLocked(j *job, err error) {
 	c.inflight--
 	c.freeJobLocked(j)
 	c.cond.Broadcast()
+	c.invariantLocked()
 	if c.log.Core().Enabled(zap.DebugLevel) {
 		c.log.Debug("writeback done", zap.Int64("off", j.start), zap.Int64("len", j.end-j.start), zap.Error(err))
 	}

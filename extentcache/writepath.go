@@ -155,5 +155,6 @@ func (c *Cache) write(p []byte, off int64) error {
 	if c.tree.Bytes(statetree.Dirty) > c.opts.DirtyBackground {
 		c.kick()
 	}
+	c.invariantLocked()
 	return nil
 }
