@@ -9,6 +9,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/extentd/extentd/device"
 	"github.com/extentd/extentd/device/faultdev"
@@ -325,4 +326,36 @@ func TestBackPressureNoBackground(t *testing.T) {
 	if c.Stats().WriterWaits == 0 {
 		t.Fatal("writer never waited: test does not exercise back-pressure")
 	}
+}
+
+// TestStallTimeout: with writeback failing for good and dirty memory full, a
+// writer gets the writeback error after StallTimeout instead of hanging;
+// nothing acknowledged is lost and service resumes when the fault clears.
+func TestStallTimeout(t *testing.T) {
+	const bs = 4096
+	mem := memdev.New(4<<20, memdev.Options{Crashable: true})
+	fd := faultdev.New(mem)
+	o := testOptions(t)
+	o.MaxDirty = 128 << 10
+	o.MaxWritebackIO = 64 << 10
+	o.StallTimeout = 50 * time.Millisecond
+	c := newTestCache(t, fd, o)
+	fd.Inject(faultdev.OpWrite, faultdev.Fail, faultdev.EIO, -1)
+	model := make([]byte, 4<<20)
+	var werr error
+	for b := int64(0); b < 256 && werr == nil; b++ {
+		p := fill(byte(b), b*bs, bs)
+		if _, werr = c.WriteAt(p, b*bs); werr == nil {
+			copy(model[b*bs:], p)
+		}
+	}
+	if !errors.Is(werr, syscall.EIO) {
+		t.Fatalf("writer with memory full and failing writeback: err %v, want EIO", werr)
+	}
+	verify(t, c, model, 0, 4<<20)
+	fd.ClearAll()
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	verify(t, mem.Crash(), model, 0, 4<<20)
 }

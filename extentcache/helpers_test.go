@@ -228,11 +228,14 @@ func (r ioRange) String() string { return fmt.Sprintf("[%d,+%d)", r.off, r.n) }
 // sub-block and odd-sized requests.
 func randRange(r *rand.Rand, size int64) (int64, int64) {
 	var off, n int64
-	switch r.IntN(4) {
-	case 0: // aligned, 1..16 blocks
+	switch r.IntN(9) {
+	case 8: // large: chunked write path, many clean blocks in reads
+		n = 1 + r.Int64N(600<<10)
+		off = r.Int64N(size)
+	case 0, 4: // aligned, 1..16 blocks
 		n = int64(1+r.IntN(16)) * 4096
 		off = r.Int64N(size/4096) * 4096
-	case 1: // tiny
+	case 1, 5: // tiny
 		n = int64([]int{1, 511, 512, 4095, 4097}[r.IntN(5)])
 		off = r.Int64N(size)
 	default: // anything up to 40 KiB

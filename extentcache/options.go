@@ -27,7 +27,8 @@ type Space interface {
 // Options configures a Cache. The zero value of every field means its
 // default.
 type Options struct {
-	// BlockSize is the cache block size in bytes, a power of two. Dirty
+	// BlockSize is the cache block size in bytes, a power of two in
+	// [512, 64 KiB]. Dirty
 	// data is kept in pages of this size; writes smaller than a block that
 	// hit an uncached block read that one block from the lower device.
 	// Default 4096.
@@ -64,6 +65,11 @@ type Options struct {
 	// retries at once.
 	RetryBackoff time.Duration
 
+	// StallTimeout is how long a writer waits for dirty memory while
+	// writeback keeps failing before it gets the writeback error (ENOSPC or
+	// EIO), like dm-thin's no_space_timeout. Default 60 s.
+	StallTimeout time.Duration
+
 	// Space, when set, accounts backing space: writes reserve the bytes
 	// they will need and fail with device.ErrNoSpace at once if they do not
 	// fit. Nil means no accounting (for example over an in-memory device).
@@ -81,8 +87,10 @@ const (
 	defaultWritebackAge     = 5 * time.Second
 	defaultInFlight         = 4
 	defaultRetryBackoff     = 20 * time.Millisecond
+	defaultStallTimeout     = 60 * time.Second
 	maxRetryBackoff         = 2 * time.Second
 	minMaxDirtyPerWriteback = 2
+	maxBlockSize            = 64 << 10 // at most writeChunk/2
 )
 
 // EnsureDefaults replaces zero-valued fields with their defaults.
@@ -111,6 +119,9 @@ func (o *Options) EnsureDefaults() {
 	if o.RetryBackoff == 0 {
 		o.RetryBackoff = defaultRetryBackoff
 	}
+	if o.StallTimeout == 0 {
+		o.StallTimeout = defaultStallTimeout
+	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
@@ -123,8 +134,8 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("%w: "+format, append([]any{ErrInvalidOptions}, args...)...)
 	}
 	switch {
-	case o.BlockSize < 512 || o.BlockSize&(o.BlockSize-1) != 0:
-		return bad("BlockSize %d must be a power of two >= 512", o.BlockSize)
+	case o.BlockSize < 512 || o.BlockSize > maxBlockSize || o.BlockSize&(o.BlockSize-1) != 0:
+		return bad("BlockSize %d must be a power of two in [512, %d]", o.BlockSize, maxBlockSize)
 	case o.MaxWritebackIO < o.BlockSize || o.MaxWritebackIO%o.BlockSize != 0:
 		return bad("MaxWritebackIO %d must be a positive multiple of BlockSize %d", o.MaxWritebackIO, o.BlockSize)
 	case o.MaxDirty < minMaxDirtyPerWriteback*o.MaxWritebackIO:
@@ -137,6 +148,8 @@ func (o *Options) Validate() error {
 		return bad("WritebackInFlight %d must lie in [1, 1024]", o.WritebackInFlight)
 	case o.RetryBackoff < 0:
 		return bad("RetryBackoff %v must be >= 0", o.RetryBackoff)
+	case o.StallTimeout < 0:
+		return bad("StallTimeout %v must be >= 0", o.StallTimeout)
 	}
 	return nil
 }

@@ -24,11 +24,47 @@ func (c *Cache) WriteAt(p []byte, off int64) (int, error) {
 	if n == 0 {
 		return 0, nil
 	}
-	if err := c.write(p, off); err != nil {
-		return 0, err
+	if n <= writeChunk {
+		if err := c.write(p, off); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	// A large write is applied in block-aligned chunks, each in its own
+	// critical section, so that c.mu is never held for a long copy. Its
+	// space is reserved first, all or nothing, so ENOSPC still changes
+	// nothing (only a trim of the same range racing with this write could
+	// release part of it in between; that write then fails part-way, which
+	// the device contract allows).
+	if sp := c.opts.Space; sp != nil {
+		first, last := c.blockRange(off, off+n)
+		start, stop := first<<c.shift, c.blockEnd(last-1)
+		c.mu.Lock()
+		closed := c.closed
+		var err error
+		if !closed {
+			_, err = sp.Reserve(start, stop-start)
+		}
+		c.mu.Unlock()
+		if closed {
+			return 0, errClosed("write")
+		}
+		if err != nil {
+			return 0, fmt.Errorf("extentcache: write [%d,+%d): %w", off, n, err)
+		}
+	}
+	for i := int64(0); i < n; {
+		j := min(n, (off+i+writeChunk)&^(c.bs-1)-off)
+		if err := c.write(p[i:j], off+i); err != nil {
+			return 0, err
+		}
+		i = j
 	}
 	return len(p), nil
 }
+
+// writeChunk is the most bytes one critical section of WriteAt copies.
+const writeChunk = 128 << 10
 
 // write applies p at off: it fills partial blocks, waits for memory,
 // reserves space and copies, all or nothing.
@@ -41,6 +77,7 @@ func (c *Cache) write(p []byte, off int64) error {
 	var fills [2]*page // pages filled from lower for the head and tail blocks
 	var fillBlk = [2]int64{first, last - 1}
 	var fillGen [2]uint64
+	var stallStart time.Time // when this writer started waiting while writeback failed
 	c.mu.Lock()
 	defer func() {
 		for _, f := range fills {
@@ -57,9 +94,15 @@ func (c *Cache) write(p []byte, off int64) error {
 		// Back-pressure: wait while dirty memory is over the limit.
 		need := int(last - first)
 		if c.pagesInUse > 0 && c.pagesInUse+need > c.maxPages {
-			if c.stickyErr != nil && c.inflight == 0 {
-				return fmt.Errorf("extentcache: write [%d,+%d): dirty limit reached while writeback fails: %w",
-					off, len(p), c.stickyErr)
+			if c.stickyErr != nil {
+				if stallStart.IsZero() {
+					stallStart = time.Now()
+				} else if time.Since(stallStart) > c.opts.StallTimeout {
+					return fmt.Errorf("extentcache: write [%d,+%d): dirty limit reached while writeback fails: %w",
+						off, len(p), c.stickyErr)
+				}
+			} else {
+				stallStart = time.Time{}
 			}
 			c.st.waits.Add(1)
 			c.waiters++
