@@ -113,10 +113,10 @@ cmdline="console=ttyS0 panic=-1 loglevel=4 extentd_fs=$fs extentd_mb=$mb extentd
 if [ "$accel" = auto ]; then
 	accel=tcg
 	if [ -w /dev/kvm ]; then
-		timeout 15 qemu-system-x86_64 -accel kvm -cpu host -m 256 -display none -monitor none -no-reboot \
+		(timeout 15 qemu-system-x86_64 -accel kvm -cpu host -m 256 -display none -monitor none -no-reboot \
 			-serial "file:$work/probe.log" -kernel "$KERNEL" \
-			-append "console=ttyS0 panic=-1 rdinit=/nonexistent" </dev/null >/dev/null 2>&1 || true
-		if grep -q 'Kernel panic' "$work/probe.log" 2>/dev/null; then accel=kvm; fi
+			-append "console=ttyS0 panic=-1 rdinit=/nonexistent" </dev/null >/dev/null 2>&1) 2>/dev/null || true
+		if grep -q 'Kernel panic' "$work/probe.log" 2>/dev/null; then accel=kvm; else log "kvm does not boot a guest here; using tcg"; fi
 	fi
 fi
 case $accel in
