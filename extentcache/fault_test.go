@@ -155,7 +155,7 @@ func TestFaults(t *testing.T) {
 			}
 			fd.Inject(tc.op, tc.kind, tc.err, -1)
 			mustWrite(t, c, model, fill(2, 3*bs+5, 20*bs), 3*bs+5)
-			mustWrite(t, c, model, fill(3, 100*bs, 8*bs), 100*bs)
+			mustWrite(t, c, model, fill(3, 112*bs, 16*bs), 112*bs) // one whole 64 KiB cluster: preallocated
 			if err := c.Zero(40*bs, 8*bs, false); err != nil {
 				t.Fatal(err)
 			}

@@ -16,6 +16,13 @@ import (
 // everything larger.
 const NumSizeBuckets = 13
 
+// minAllocate is the smallest cluster preallocated with Allocate before
+// its write: one fallocate for a multi-block cluster keeps it in one extent
+// and surfaces host ENOSPC before the write, but for a cluster of a block or
+// a few the write allocates in one step anyway and the extra system call
+// would double the cost of random 4 KiB writeback.
+const minAllocate = 64 << 10
+
 // maxMarksPerCall bounds the age marks one backgroundLocked call looks at
 // while holding c.mu.
 const maxMarksPerCall = 1024
@@ -223,7 +230,7 @@ func (c *Cache) do(j *job) {
 // one when the cluster fits in maxIOV buffers.
 func (c *Cache) doWrite(j *job) error {
 	n := j.end - j.start
-	if c.alloc != nil {
+	if c.alloc != nil && n >= minAllocate {
 		if err := c.alloc.Allocate(j.start, n); err != nil {
 			return fmt.Errorf("extentcache: writeback allocate [%d,+%d): %w", j.start, n, err)
 		}

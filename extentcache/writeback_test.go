@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/extentd/extentd/device"
+	"github.com/extentd/extentd/device/faultdev"
 	"github.com/extentd/extentd/device/memdev"
 )
 
@@ -288,3 +289,24 @@ func TestClose(t *testing.T) {
 }
 
 func second(_ int, err error) error { return err }
+
+// TestAllocateClusters: multi-block clusters are preallocated with one
+// Allocate each; small ones are not (their write allocates anyway).
+func TestAllocateClusters(t *testing.T) {
+	const bs = 4096
+	fd := faultdev.New(memdev.New(4<<20, memdev.Options{}))
+	o := quietOptions(t)
+	o.MaxWritebackIO = 1 << 20
+	c := newTestCache(t, fd, o)
+	mustWrite(t, c, nil, fill(1, 0, bs), 0)               // 1 block
+	mustWrite(t, c, nil, fill(2, 100*bs, 4*bs), 100*bs)   // 16 KiB
+	mustWrite(t, c, nil, fill(3, 256*bs, 64*bs), 256*bs)  // 256 KiB
+	mustWrite(t, c, nil, fill(4, 512*bs, 300*bs), 512*bs) // 1.2 MiB: two clusters
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	st := fd.Stats()
+	if st.Calls[faultdev.OpAllocate] != 3 || st.Calls[faultdev.OpWrite] != 5 {
+		t.Fatalf("allocate calls %d, writes %d; want 3 and 5", st.Calls[faultdev.OpAllocate], st.Calls[faultdev.OpWrite])
+	}
+}
