@@ -36,6 +36,18 @@ func (c *Cache) read(p []byte, off int64, admit bool) (int, error) {
 	if n == 0 {
 		return 0, nil
 	}
+	if n > writeChunk {
+		// Large reads go in block-aligned chunks, each under its own
+		// critical section (c.mu is never held for a long copy).
+		for i := int64(0); i < n; {
+			j := min(n, (off+i+writeChunk)&^(c.bs-1)-off)
+			if _, err := c.read(p[i:j], off+i, admit); err != nil {
+				return 0, err
+			}
+			i = j
+		}
+		return len(p), nil
+	}
 	end := off + n
 	first, last := c.blockRange(off, end)
 	var tracked [maxTrackedClean]cleanBlock
