@@ -56,6 +56,9 @@ type serverKind struct {
 	args func(image, addrFile string, port int, size int64) []string
 	// exitZero: a clean stop (SIGTERM) must exit 0.
 	exitZero bool
+	// stopsUnderClients: SIGTERM ends the server while clients stay
+	// connected (nbdkit instead waits for them to disconnect).
+	stopsUnderClients bool
 }
 
 var (
@@ -65,7 +68,8 @@ var (
 			return []string{bins["extentd"], "serve", image, "-i", "127.0.0.1", "-p", "0",
 				"--size", strconv.FormatInt(size, 10), "--admin-address", "", "--addr-file", addrFile}
 		},
-		exitZero: true,
+		exitZero:          true,
+		stopsUnderClients: true,
 	}
 	nbdkitServer = serverKind{
 		name: "nbdkit",
@@ -83,7 +87,8 @@ func brokenServer(mode string) serverKind {
 			return []string{bins["brokenserver"], "-mode", mode, "-addr-file", addrFile,
 				"-size", strconv.FormatInt(size, 10), image}
 		},
-		exitZero: true,
+		exitZero:          true,
+		stopsUnderClients: true,
 	}
 }
 
