@@ -7,31 +7,58 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// full is the set of capabilities Instrument forwards. A device lacking one
-// of them is returned unwrapped, so wrapping never changes what the layers
-// above detect by type assertion.
+// full is the set of device capabilities the basic wrapper forwards.
 type full interface {
 	device.Device
 	device.Trimmer
-	device.Zeroer
+	device.FastZeroer
 	device.Extenter
 	device.RangeSyncer
+	device.Prefetcher
 }
 
-// Instrument returns dev wrapped so that the size of every WriteAt and the
-// duration of every Flush and SyncRange reaching it are observed under the
-// export label. If dev does not implement Trimmer, Zeroer, Extenter and
-// RangeSyncer, it is returned as is and nothing is observed.
+// backingFile is full plus the extras that alloc.File offers and the cache
+// finds by type assertion (vectored writes, one-step allocation, starting
+// host writeback). Hiding them would silently cost performance.
+type backingFile interface {
+	full
+	WriteVAt(bufs [][]byte, off int64) (int, error)
+	Allocate(off, n int64) error
+	StartWriteback(off, n int64) error
+}
+
+// Instrument returns dev wrapped so that the size of every write reaching it
+// and the duration of every Flush and SyncRange are observed under the
+// export label. The wrapper offers exactly the capabilities of dev: it is
+// returned for a device with every capability of full (and then also
+// forwards WriteVAt, Allocate and StartWriteback if dev has all three); any
+// other device is returned as is and nothing is observed.
 func (m *Metrics) Instrument(export string, dev device.Device) device.Device {
 	f, ok := dev.(full)
 	if !ok {
 		return dev
 	}
-	return &instrumented{
+	w := instrumented{
 		full:  f,
 		write: m.backWrite.WithLabelValues(export),
 		flush: m.backFlush.WithLabelValues(export),
 	}
+	if bf, ok := dev.(backingFile); ok {
+		return &instrumentedFile{instrumented: w, file: bf}
+	}
+	if hasAnyExtra(dev) {
+		return dev // a partial set of extras: do not guess
+	}
+	return &w
+}
+
+func hasAnyExtra(dev device.Device) bool {
+	_, v := dev.(interface {
+		WriteVAt([][]byte, int64) (int, error)
+	})
+	_, a := dev.(interface{ Allocate(int64, int64) error })
+	_, s := dev.(interface{ StartWriteback(int64, int64) error })
+	return v || a || s
 }
 
 // instrumented forwards every call to the device it wraps.
@@ -41,11 +68,7 @@ type instrumented struct {
 	flush prometheus.Observer
 }
 
-var (
-	_ device.FastZeroer = (*instrumented)(nil)
-	_ device.Prefetcher = (*instrumented)(nil)
-	_ full              = (*instrumented)(nil)
-)
+var _ full = (*instrumented)(nil)
 
 func (d *instrumented) WriteAt(p []byte, off int64) (int, error) {
 	d.write.Observe(float64(len(p)))
@@ -66,20 +89,29 @@ func (d *instrumented) SyncRange(off, n int64) error {
 	return err
 }
 
-// FastZero reports what the wrapped device reports (false if it is not a
-// FastZeroer).
-func (d *instrumented) FastZero() bool {
-	fz, ok := d.full.(device.FastZeroer)
-	return ok && fz.FastZero()
-}
-
-// Prefetch forwards to the wrapped device, or does nothing.
-func (d *instrumented) Prefetch(off, n int64) error {
-	if p, ok := d.full.(device.Prefetcher); ok {
-		return p.Prefetch(off, n)
-	}
-	return device.ErrNotSupported
-}
-
 // Unwrap returns the wrapped device.
 func (d *instrumented) Unwrap() device.Device { return d.full }
+
+// instrumentedFile is instrumented over a backingFile.
+type instrumentedFile struct {
+	instrumented
+	file backingFile
+}
+
+var _ backingFile = (*instrumentedFile)(nil)
+
+// WriteVAt observes the total size of the vectored write.
+func (d *instrumentedFile) WriteVAt(bufs [][]byte, off int64) (int, error) {
+	n := 0
+	for _, b := range bufs {
+		n += len(b)
+	}
+	d.write.Observe(float64(n))
+	return d.file.WriteVAt(bufs, off)
+}
+
+func (d *instrumentedFile) Allocate(off, n int64) error { return d.file.Allocate(off, n) }
+
+func (d *instrumentedFile) StartWriteback(off, n int64) error {
+	return d.file.StartWriteback(off, n)
+}

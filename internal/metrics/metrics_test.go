@@ -151,6 +151,63 @@ func TestInstrument(t *testing.T) {
 
 func isA[T any](d device.Device) bool { _, ok := d.(T); return ok }
 
+// fileLike is memdev with the extras alloc.File has.
+type fileLike struct {
+	*memdev.Dev
+	vecWrites, allocs, starts int
+}
+
+func (f *fileLike) WriteVAt(bufs [][]byte, off int64) (int, error) {
+	f.vecWrites++
+	n := 0
+	for _, b := range bufs {
+		if _, err := f.Dev.WriteAt(b, off+int64(n)); err != nil {
+			return n, err
+		}
+		n += len(b)
+	}
+	return n, nil
+}
+func (f *fileLike) Allocate(off, n int64) error       { f.allocs++; return nil }
+func (f *fileLike) StartWriteback(off, n int64) error { f.starts++; return nil }
+
+// TestInstrumentKeepsFileExtras: the cache finds WriteVAt, Allocate and
+// StartWriteback by type assertion; the wrapper must not hide them.
+func TestInstrumentKeepsFileExtras(t *testing.T) {
+	m := New(Options{NoRuntimeCollectors: true})
+	f := &fileLike{Dev: memdev.New(1<<20, memdev.Options{})}
+	dev := m.Instrument("f", f)
+	v, ok := dev.(interface {
+		WriteVAt([][]byte, int64) (int, error)
+	})
+	if !ok {
+		t.Fatal("instrumented file lost WriteVAt")
+	}
+	if _, err := v.WriteVAt([][]byte{make([]byte, 4096), make([]byte, 8192)}, 0); err != nil {
+		t.Fatal(err)
+	}
+	a, ok1 := dev.(interface{ Allocate(int64, int64) error })
+	s, ok2 := dev.(interface{ StartWriteback(int64, int64) error })
+	if !ok1 || !ok2 {
+		t.Fatal("instrumented file lost Allocate or StartWriteback")
+	}
+	_ = a.Allocate(0, 4096)
+	_ = s.StartWriteback(0, 4096)
+	if f.vecWrites != 1 || f.allocs != 1 || f.starts != 1 {
+		t.Errorf("calls not forwarded: %+v", f)
+	}
+	h := find(t, m, "extentd_backing_write_size_bytes", map[string]string{"export": "f"}).GetHistogram()
+	if h.GetSampleCount() != 1 || h.GetSampleSum() != 12288 {
+		t.Errorf("vectored write observed as count %d sum %v, want 1 and 12288", h.GetSampleCount(), h.GetSampleSum())
+	}
+	// A plain memdev does not gain the extras.
+	if isA[interface {
+		WriteVAt([][]byte, int64) (int, error)
+	}](m.Instrument("m", memdev.New(4096, memdev.Options{}))) {
+		t.Error("instrumented memdev claims WriteVAt")
+	}
+}
+
 func TestHandlerExposition(t *testing.T) {
 	m := New(Options{Version: "v9.9.9"})
 	m.Request("read", 1, time.Microsecond, "")
