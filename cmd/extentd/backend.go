@@ -83,9 +83,6 @@ func (x *export) nbdExport() nbdserver.Export {
 		ReadOnly:    x.cfg.readOnly,
 		MultiConn:   x.cfg.multiConn,
 	}
-	if x.cfg.directIO && x.cache == nil {
-		e.MinBlock = 512 // unaligned requests are bounced, but say what is efficient
-	}
 	if x.cfg.BlockSize > 4096 && x.cfg.BlockSize <= 32<<20 {
 		e.PrefBlock = uint32(x.cfg.BlockSize) // nbdkit raises preferred to its cache block
 	}
