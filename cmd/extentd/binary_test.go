@@ -159,10 +159,19 @@ func pattern(n int, seed byte) []byte {
 // with SIGTERM and checks that it exits 0 with every byte in the image file:
 // the shutdown path writes back and syncs.
 func TestServeWriteSigterm(t *testing.T) {
-	for _, mode := range []string{cacheWriteback, cacheNone} {
-		t.Run(mode, func(t *testing.T) {
+	for _, tc := range []struct {
+		name, mode string
+		extra      []string
+	}{
+		{"writeback", cacheWriteback, nil},
+		{"none", cacheNone, nil},
+		{"writeback-direct-io", cacheWriteback, []string{"--direct-io"}},
+		{"none-direct-io", cacheNone, []string{"--direct-io"}},
+	} {
+		mode := tc.mode
+		t.Run(tc.name, func(t *testing.T) {
 			img := filepath.Join(t.TempDir(), "disk.img")
-			s := startServer(t, "--cache", mode, "--size", "64M", "-e", "disk", img)
+			s := startServer(t, append([]string{"--cache", mode, "--size", "64M", "-e", "disk", img}, tc.extra...)...)
 			c := dial(t, "tcp", s.tcpAddr(t), "disk")
 			if got := c.Export().Size; got != 64<<20 {
 				t.Fatalf("export size %d, want 64 MiB", got)
