@@ -16,7 +16,7 @@
 // during a test (WritebackAge 1h, large dirty limits): what reaches the
 // image is exactly what FLUSH/FUA and a clean stop write back.
 //
-// Usage: brokenserver -mode MODE -addr-file FILE [-size N] IMAGE
+// Usage: brokenserver -mode MODE -addr-file FILE [-size N] [-listen ADDR] IMAGE
 package main
 
 import (
@@ -50,18 +50,19 @@ func main() {
 	mode := flag.String("mode", "noflush", "noflush, dropdirty or ok")
 	addrFile := flag.String("addr-file", "", "write \"nbd nbd://ADDR/\" here once listening")
 	size := flag.Int64("size", 1<<30, "size of a new image in bytes")
+	listen := flag.String("listen", "127.0.0.1:0", "TCP address to listen on")
 	flag.Parse()
 	if flag.NArg() != 1 || *addrFile == "" {
 		fmt.Fprintln(os.Stderr, "usage: brokenserver -mode MODE -addr-file FILE [-size N] IMAGE")
 		os.Exit(2)
 	}
-	if err := run(*mode, *addrFile, *size, flag.Arg(0)); err != nil {
+	if err := run(*mode, *listen, *addrFile, *size, flag.Arg(0)); err != nil {
 		fmt.Fprintln(os.Stderr, "brokenserver:", err)
 		os.Exit(1)
 	}
 }
 
-func run(mode, addrFile string, size int64, image string) error {
+func run(mode, listen, addrFile string, size int64, image string) error {
 	f, err := alloc.Open(image, alloc.Options{Size: size, Create: true})
 	if err != nil {
 		return err
@@ -89,7 +90,7 @@ func run(mode, addrFile string, size int64, image string) error {
 	if err != nil {
 		return err
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", listen)
 	if err != nil {
 		return err
 	}

@@ -8,7 +8,10 @@
 #	EXTENTD-VM PASS <step> <seconds>s
 #	EXTENTD-VM FAIL <step> <seconds>s rc=<code>
 #
-# and at the end "EXTENTD-VM DONE pass=<n> fail=<n>", then poweroff.
+# and at the end "EXTENTD-VM DONE pass=<n> fail=<n>", then poweroff. After
+# each filesystem is unmounted and the device disconnected it prints
+# "EXTENTD-VM CRASH <fs>": run.sh then kill -9s the server and restarts it
+# (the guest waits 3 s, then reconnects with retries).
 # Kernel command line knobs: extentd_fs="ext2 ext4 xfs", extentd_conns=2,
 # extentd_mb=<MiB of files per filesystem>.
 export PATH=/sbin:/bin
@@ -34,7 +37,13 @@ step_network() {
 }
 
 step_connect() {
-	nbd-client "$srv" "$port" "$dev" -b 4096 -C "$conns" -t 60 -N "" || return 1
+	# Retried: after a server restart the relay may not reach it at once.
+	i=0
+	until nbd-client "$srv" "$port" "$dev" -b 4096 -C "$conns" -t 60 -N ""; do
+		i=$((i + 1))
+		[ $i -gt 30 ] && return 1
+		sleep 1
+	done
 	# Wait for the size to appear (netlink configure is asynchronous).
 	i=0
 	while [ "$(cat /sys/block/nbd0/size)" = 0 ]; do
@@ -128,12 +137,12 @@ step_fio_file() {
 }
 
 # fio on the raw device: mixed sizes over both hardware queues, O_DIRECT,
-# then O_DSYNC writes (FUA) and a verify pass of each.
+# flushed at the end (end_fsync), then O_DSYNC writes (FUA); each verified.
 step_fio_raw() {
 	fio --name=raw --filename="$dev" --size=48M --rw=randwrite \
 		--bssplit=4k/40:8k/10:64k/25:256k/15:1m/10 --ioengine=libaio --iodepth=16 \
 		--direct=1 --numjobs=2 --offset_increment=256M --group_reporting \
-		--verify=crc32c --do_verify=1 --verify_fatal=1 \
+		--verify=crc32c --do_verify=1 --verify_fatal=1 --end_fsync=1 \
 		--output-format=terse >/tmp/fio.out 2>&1 || { cat /tmp/fio.out; return 1; }
 	fio --name=fua --filename="$dev" --offset=768M --size=1M --rw=randwrite \
 		--bs=4k --ioengine=psync --direct=1 --sync=1 \
@@ -141,8 +150,8 @@ step_fio_raw() {
 		--output-format=terse >/tmp/fio.out 2>&1 || { cat /tmp/fio.out; return 1; }
 }
 
-# After a disconnect and reconnect (new connections, empty page cache),
-# the data fio wrote must still verify.
+# After a disconnect, a kill -9 of the server and a reconnect (new
+# connections, empty page cache), the data fio wrote must still verify.
 step_fio_raw_verify() {
 	fio --name=raw --filename="$dev" --size=48M --rw=randwrite \
 		--bssplit=4k/40:8k/10:64k/25:256k/15:1m/10 --ioengine=libaio --iodepth=16 \
@@ -217,18 +226,26 @@ for fs in $fslist; do
 	run "$fs-populate" 240 populate "$mb"
 	[ "$fs" = xfs ] && run "$fs-fio-file" 180 fio_file
 	run "$fs-umount" 60 umount || finish
-	# New connections and an empty page cache: what follows reads what
-	# the server holds.
+	# The host kills the server (SIGKILL) when it sees the CRASH line and
+	# starts it again on the same image: what follows reads, through new
+	# connections and an empty page cache, what the kernel had flushed.
 	run "$fs-disconnect" 30 disconnect || finish
-	run "$fs-reconnect" 30 connect || finish
+	log "CRASH $fs"
+	sleep 3
+	run "$fs-reconnect-after-kill" 60 connect || finish
 	run "$fs-fsck" 120 fsck "$fs"
 	run "$fs-remount" 30 mount "$fs" || continue
 	run "$fs-verify" 120 verify
 	run "$fs-umount2" 60 umount || finish
 done
 run fio-raw 300 fio_raw
+# Both jobs' writes went over both connections (hardware queues); the
+# kernel sends each FLUSH (end_fsync) on one of them only, so they survive
+# the kill only if that flush covers every connection (MULTI_CONN).
 run fio-disconnect 30 disconnect || finish
-run fio-reconnect 30 connect || finish
+log "CRASH raw"
+sleep 3
+run fio-reconnect-after-kill 60 connect || finish
 run fio-raw-verify 180 fio_raw_verify
 run discard 60 discard
 run disconnect 30 disconnect

@@ -5,7 +5,8 @@
 # Usage: test/vm/run.sh
 #
 # Environment:
-#   EXTENTD_VM_SERVER   extentd (default) or nbdkit (reference run)
+#   EXTENTD_VM_SERVER   extentd (default), nbdkit (reference run) or
+#                       brokenserver-MODE (test/brokenserver: must fail)
 #   EXTENTD_BIN         extentd binary; default: go build ./cmd/extentd
 #   EXTENTD_VM_ACCEL    auto (default: kvm if it boots, else tcg), kvm, tcg
 #   EXTENTD_VM_TIMEOUT  seconds for the whole guest run (default 420)
@@ -74,32 +75,76 @@ extentd)
 		bin=$work/extentd
 		(cd "$repo" && go build -o "$bin" ./cmd/extentd)
 	fi
-	"$bin" serve "$img" -i 127.0.0.1 -p 0 --size 1G --admin-address 127.0.0.1:0 \
-		--addr-file "$work/addr" >"$work/server.log" 2>&1 &
-	srv_pid=$!
 	;;
 nbdkit)
 	truncate -s 1G "$img"
 	port=$(freeport)
-	nbdkit -f -v -i 127.0.0.1 -p "$port" file "$img" >"$work/server.log" 2>&1 &
-	srv_pid=$!
+	;;
+brokenserver-*)
+	# Test tooling (test/brokenserver): shows that this test fails
+	# against a server that loses flushed data. Not a CI target.
+	bin=$work/brokenserver
+	(cd "$repo" && go build -o "$bin" ./test/brokenserver)
 	;;
 *)
-	log "EXTENTD_VM_SERVER must be extentd or nbdkit"
+	log "EXTENTD_VM_SERVER must be extentd, nbdkit or brokenserver-MODE"
 	exit 1
 	;;
 esac
-for i in $(seq 100); do
-	if [ "$server" = extentd ] && [ -s "$work/addr" ]; then
-		port=$(sed -n 's|^nbd nbd://127.0.0.1:\([0-9]*\)/.*|\1|p' "$work/addr" | head -1)
-		admin=$(sed -n 's|^admin ||p' "$work/addr")
-	fi
-	if [ -n "${port:-}" ] && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
-	kill -0 "$srv_pid" 2>/dev/null || { cat "$work/server.log" >&2; log "server exited"; exit 1; }
-	sleep 0.1
-done
-[ -n "${port:-}" ] || { log "server did not start"; exit 1; }
-log "$server listening on 127.0.0.1:$port (pid $srv_pid)"
+
+# start_server N: start run N of the server on $img, on $port once known
+# (extentd picks a free port on its first run and reports it in its
+# address file; the guest's relay needs the same port on every run).
+start_server() {
+	local n=$1 i
+	case $server in
+	extentd)
+		"$bin" serve "$img" -i 127.0.0.1 -p "${port:-0}" --size 1G --admin-address 127.0.0.1:0 \
+			--addr-file "$work/addr.$n" >"$work/server.$n.log" 2>&1 &
+		;;
+	nbdkit)
+		nbdkit -f -v -i 127.0.0.1 -p "$port" file "$img" >"$work/server.$n.log" 2>&1 &
+		;;
+	brokenserver-*)
+		"$bin" -mode "${server#brokenserver-}" -listen "127.0.0.1:${port:-0}" -size 1073741824 \
+			-addr-file "$work/addr.$n" "$img" >"$work/server.$n.log" 2>&1 &
+		;;
+	esac
+	srv_pid=$!
+	for i in $(seq 200); do
+		if [ "$server" != nbdkit ] && [ -s "$work/addr.$n" ]; then
+			port=$(sed -n 's|^nbd nbd://127.0.0.1:\([0-9]*\)/.*|\1|p' "$work/addr.$n" | head -1)
+			admin=$(sed -n 's|^admin ||p' "$work/addr.$n")
+		fi
+		if [ -n "${port:-}" ] && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+			log "$server run $n listening on 127.0.0.1:$port (pid $srv_pid)"
+			return 0
+		fi
+		kill -0 "$srv_pid" 2>/dev/null || { cat "$work/server.$n.log" >&2; log "server exited"; return 1; }
+		sleep 0.1
+	done
+	log "server did not start"
+	return 1
+}
+
+# Counters of earlier server runs (a kill -9 loses the process's own).
+prev_flush=0
+prev_errors=0
+server_counts() { # prints "flushes errors" of the running server
+	case $server in
+	extentd)
+		busybox wget -q -O "$work/metrics.txt" "$admin/metrics" || { echo "x x"; return; }
+		awk '/^extentd_requests_total\{/ && /"flush"/ {f += $NF} /^extentd_request_errors_total\{/ {e += $NF} END {print f + 0, e + 0}' "$work/metrics.txt"
+		;;
+	nbdkit)
+		echo "$(grep -c 'flush' "$work/server.$runs.log" || true) 0"
+		;;
+	*) echo "-1 0" ;; # no counters
+	esac
+}
+
+runs=1
+start_server $runs || exit 1
 
 qemu=(qemu-system-x86_64 -m 1024 -smp 2 -display none -monitor none -no-reboot
 	-serial "file:$work/console.log"
@@ -115,7 +160,7 @@ if [ "$accel" = auto ]; then
 	if [ -w /dev/kvm ]; then
 		(timeout 15 qemu-system-x86_64 -accel kvm -cpu host -m 256 -display none -monitor none -no-reboot \
 			-serial "file:$work/probe.log" -kernel "$KERNEL" \
-			-append "console=ttyS0 panic=-1 rdinit=/nonexistent" </dev/null >/dev/null 2>&1) 2>/dev/null || true
+			-append "console=ttyS0 panic=-1 rdinit=/nonexistent" </dev/null >/dev/null 2>&1; true) 2>/dev/null
 		if grep -q 'Kernel panic' "$work/probe.log" 2>/dev/null; then accel=kvm; else log "kvm does not boot a guest here; using tcg"; fi
 	fi
 fi
@@ -127,11 +172,34 @@ log "booting ($accel, timeout ${limit}s)"
 
 t1=$SECONDS
 rc=0
-timeout "$limit" "${qemu[@]}" -append "$cmdline" </dev/null >"$work/qemu.log" 2>&1 || rc=$?
+fail=0
+timeout "$limit" "${qemu[@]}" -append "$cmdline" </dev/null >"$work/qemu.log" 2>&1 &
+qpid=$!
+# The guest prints "EXTENTD-VM CRASH <fs>" after it unmounted a filesystem
+# and disconnected: the server is then killed with SIGKILL and started again
+# on the same image and port, and the guest reconnects, fscks and verifies:
+# what the kernel flushed must have survived.
+seen=0
+while kill -0 "$qpid" 2>/dev/null; do
+	n=$(grep -ac '^EXTENTD-VM CRASH' "$work/console.log" 2>/dev/null || true)
+	if [ "${n:-0}" -gt "$seen" ]; then
+		seen=$n
+		read -r f e < <(server_counts)
+		if [ "$f" = x ]; then log "FAIL: no metrics before kill"; fail=1; f=0; e=0; fi
+		prev_flush=$((prev_flush + f))
+		prev_errors=$((prev_errors + e))
+		kill -KILL "$srv_pid"
+		wait "$srv_pid" 2>/dev/null || true
+		runs=$((runs + 1))
+		log "kill -9 of $server (guest: $(grep -a '^EXTENTD-VM CRASH' "$work/console.log" | tail -1 | cut -d' ' -f3)), restart $runs"
+		start_server $runs || { log "FAIL: restart failed"; fail=1; kill "$qpid"; break; }
+	fi
+	sleep 0.2
+done
+wait "$qpid" || rc=$?
 vmtime=$((SECONDS - t1))
 grep -E 'EXTENTD-VM|nbd|I/O error|EXT[24]-fs|XFS|BUG|Call Trace|Kernel panic' "$work/console.log" >&2 || true
 
-fail=0
 if [ $rc = 124 ]; then
 	log "FAIL: guest timed out after ${limit}s"
 	fail=1
@@ -165,20 +233,19 @@ tapfua=$(awk '/^tap: cmd write flags=[a-z_,]*fua/ {s += $NF} END {print s + 0}' 
 grep -q '^tap: option GO ' "$work/tap.summary" || { log "FAIL: the client did not use NBD_OPT_GO"; fail=1; }
 [ "$tapflush" -gt 0 ] || { log "FAIL: the kernel sent no FLUSH"; fail=1; }
 [ "$tapfua" -gt 0 ] || { log "FAIL: the kernel sent no FUA write"; fail=1; }
-case $server in
-extentd)
-	busybox wget -q -O "$work/metrics.txt" "$admin/metrics" || { log "FAIL: no metrics"; fail=1; }
+read -r flushes errors < <(server_counts)
+f=$flushes
+if [ "$flushes" = x ]; then log "FAIL: no metrics"; fail=1; flushes=0; errors=0; fi
+flushes=$((flushes + prev_flush))
+errors=$((errors + prev_errors))
+if [ "$server" = extentd ]; then
 	grep -E '^extentd_(requests|request_errors|connections)_total' "$work/metrics.txt" >&2 || true
-	flushes=$(awk '/^extentd_requests_total\{/ && /"flush"/ {s += $NF} END {print s + 0}' "$work/metrics.txt")
-	errors=$(awk '/^extentd_request_errors_total\{/ {s += $NF} END {print s + 0}' "$work/metrics.txt")
-	;;
-nbdkit)
-	flushes=$(grep -c 'flush' "$work/server.log" || true)
-	errors=0
-	;;
-esac
+fi
 log "kernel sent flush=$tapflush fua-writes=$tapfua; server counted flush=$flushes errors=$errors"
-[ "${flushes:-0}" -ge "$tapflush" ] || { log "FAIL: server counted fewer FLUSH requests than were sent"; fail=1; }
+if [ "$f" != -1 ] && [ "${flushes:-0}" -lt "$tapflush" ]; then
+	log "FAIL: server counted fewer FLUSH requests than were sent"
+	fail=1
+fi
 [ "${errors:-0}" = 0 ] || { log "FAIL: server answered requests with errors"; fail=1; }
 
 # A clean stop must succeed.
@@ -188,7 +255,7 @@ wait "$srv_pid" || src=$?
 srv_pid=
 if [ "$server" = extentd ] && [ $src != 0 ]; then
 	log "FAIL: extentd exited $src on SIGTERM"
-	tail -20 "$work/server.log" >&2
+	tail -20 "$work/server.$runs.log" >&2
 	fail=1
 fi
 
