@@ -160,7 +160,7 @@ if [ "$accel" = auto ]; then
 	if [ -w /dev/kvm ]; then
 		(timeout 15 qemu-system-x86_64 -accel kvm -cpu host -m 256 -display none -monitor none -no-reboot \
 			-serial "file:$work/probe.log" -kernel "$KERNEL" \
-			-append "console=ttyS0 panic=-1 rdinit=/nonexistent" </dev/null >/dev/null 2>&1; true) 2>/dev/null
+			-append "console=ttyS0 panic=-1 rdinit=/nonexistent" </dev/null >/dev/null 2>&1 || true) 2>/dev/null
 		if grep -q 'Kernel panic' "$work/probe.log" 2>/dev/null; then accel=kvm; else log "kvm does not boot a guest here; using tcg"; fi
 	fi
 fi
