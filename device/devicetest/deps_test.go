@@ -1,22 +1,17 @@
 package devicetest
 
 import (
-	"go/build"
-	"strings"
 	"testing"
+
+	"github.com/extentd/extentd/internal/testutil"
 )
 
 // TestDeps: the suite depends only on device and the standard library, so
 // that every Device package can run it without an import cycle.
 func TestDeps(t *testing.T) {
-	pkg, err := build.ImportDir(".", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, imp := range pkg.Imports {
-		first, _, _ := strings.Cut(imp, "/")
-		if strings.Contains(first, ".") && imp != "github.com/extentd/extentd/device" {
-			t.Errorf("devicetest imports %s; only device and the standard library are allowed", imp)
-		}
-	}
+	testutil.CheckImports(t, ".", testutil.ImportRules{
+		StdlibOnly:   true,
+		StdlibReason: "only device and the standard library are allowed",
+		Allow:        []string{"github.com/extentd/extentd/device"},
+	})
 }
