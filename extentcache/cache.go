@@ -21,6 +21,27 @@ import (
 // Zeroed.
 const ZeroKeep statetree.Bits = 1 << 5
 
+// Durability states of data already written to lower but not yet covered by
+// a successful lower Flush or SyncRange (see docs/durability.md). They never
+// overlap Dirty, Zeroed or each other.
+const (
+	// Unsynced marks blocks whose page was written back but is kept (in
+	// the index, page.unsynced set) until a lower sync covers it: a failed
+	// lower flush may have dropped the data (fsyncgate), and the page is
+	// then made Dirty again.
+	Unsynced statetree.Bits = 1 << 6
+	// UnsyncedZero marks bytes whose zeroing was applied to lower but not
+	// yet synced; they read as zeros and go back to Zeroed if a lower flush
+	// fails. ZeroKeep stays with them.
+	UnsyncedZero statetree.Bits = 1 << 7
+	// Syncing is set, together with Unsynced or UnsyncedZero, on the bytes
+	// a lower sync in progress covers: their write completed before it
+	// started. A write or trim clears it with the other two.
+	Syncing statetree.Bits = 1 << 8
+	// retainedBits are the bits a write or trim clears besides Zeroed.
+	retainedBits = Unsynced | UnsyncedZero | Syncing
+)
+
 // Optional capabilities of the lower device, found by type assertion.
 type (
 	// vectorWriter writes several buffers at off with one system call.
@@ -123,6 +144,10 @@ type Cache struct {
 	// +checklocks:mu
 	lowerDirty bool // lower was written since its last successful Flush
 	// +checklocks:mu
+	syncFails uint64 // count of failed lower syncs; a job completing after one keeps its data dirty
+	// +checklocks:mu
+	unsyncedSince time.Time // when the oldest Unsynced/UnsyncedZero byte still kept got so; zero if none
+	// +checklocks:mu
 	outOfSpace bool // Space.SetOutOfSpace(true) was called
 	// +checklocks:mu
 	reqs []*syncReq // pending Flush/SyncRange requests
@@ -137,8 +162,9 @@ type Cache struct {
 
 // page is one block of dirty data.
 type page struct {
-	buf []byte // BlockSize bytes; cap may reach further into the same chunk
-	wb  bool   // held by an in-flight writeback: never written while set
+	buf      []byte // BlockSize bytes; cap may reach further into the same chunk
+	wb       bool   // held by an in-flight writeback: never written while set
+	unsynced bool   // written back, kept until a lower sync (block is Unsynced)
 }
 
 var (
@@ -298,18 +324,19 @@ func (c *Cache) newPageLocked() *page {
 
 // freePageLocked returns p to the free list. c.mu must be held.
 func (c *Cache) freePageLocked(p *page) {
-	p.wb = false
+	p.wb, p.unsynced = false, false
 	c.pagesInUse--
 	c.free = append(c.free, p)
 }
 
-// zeroedLocked reports whether block b is Zeroed. c.mu must be held.
+// zeroedLocked reports whether block b reads as zeros without a page
+// (Zeroed or UnsyncedZero). c.mu must be held.
 func (c *Cache) zeroedLocked(b int64) bool {
-	if c.tree.Bytes(statetree.Zeroed) == 0 {
+	if c.tree.Bytes(statetree.Zeroed|UnsyncedZero) == 0 {
 		return false
 	}
 	r, ok := c.tree.Get(b << c.shift)
-	return ok && r.Bits&statetree.Zeroed != 0
+	return ok && r.Bits&(statetree.Zeroed|UnsyncedZero) != 0
 }
 
 // kickLocked wakes the writeback goroutine without blocking. c.mu need not
@@ -363,6 +390,7 @@ type counters struct {
 	flushes, flushNs atomic.Uint64
 	flushMaxNs       atomic.Uint64
 	lowerFlushes     atomic.Uint64
+	checkpoints      atomic.Uint64
 	waits            atomic.Uint64
 	wbSizes          [NumSizeBuckets]atomic.Uint64
 }

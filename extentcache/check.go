@@ -9,8 +9,9 @@ import (
 // Check verifies the cache's invariants and returns the first violation:
 // the tree's own invariants; Dirty and Zeroed never overlap; every range is
 // block aligned; every Dirty block has a page that no writeback holds; every
-// page in the index belongs to a Dirty or Writeback block; ZeroKeep implies
-// Zeroed. It takes c.mu; it is meant for tests, at quiescent points (no
+// Unsynced block has its kept page; every page in the index belongs to a
+// Dirty, Writeback or Unsynced block; ZeroKeep implies Zeroed or
+// UnsyncedZero; Syncing implies Unsynced or UnsyncedZero. It takes c.mu; it is meant for tests, at quiescent points (no
 // call in progress), where it also checks the page accounting.
 func (c *Cache) Check() error {
 	c.mu.Lock()
@@ -46,8 +47,21 @@ func (c *Cache) checkLocked(quiescent bool) error {
 			return fail("range %v not block aligned", r)
 		case r.Bits&statetree.Dirty != 0 && r.Bits&statetree.Zeroed != 0:
 			return fail("range %v is both Dirty and Zeroed", r)
-		case r.Bits&ZeroKeep != 0 && r.Bits&statetree.Zeroed == 0:
-			return fail("range %v has ZeroKeep without Zeroed", r)
+		case r.Bits&ZeroKeep != 0 && r.Bits&(statetree.Zeroed|UnsyncedZero) == 0:
+			return fail("range %v has ZeroKeep without Zeroed or UnsyncedZero", r)
+		case r.Bits&Unsynced != 0 && r.Bits&(statetree.Dirty|statetree.Zeroed|statetree.Writeback|UnsyncedZero) != 0,
+			r.Bits&UnsyncedZero != 0 && r.Bits&(statetree.Dirty|statetree.Zeroed|statetree.Writeback) != 0:
+			return fail("range %v is Unsynced or UnsyncedZero with another data state", r)
+		case r.Bits&Syncing != 0 && r.Bits&(Unsynced|UnsyncedZero) == 0:
+			return fail("range %v has Syncing without Unsynced or UnsyncedZero", r)
+		}
+		if r.Bits&Unsynced != 0 {
+			first, last := c.blockRange(r.Start, r.End)
+			for b := first; b < last; b++ {
+				if pg := c.index.get(b); pg == nil || !pg.unsynced || pg.wb {
+					return fail("unsynced block %d (range %v) has no kept page", b, r)
+				}
+			}
 		}
 		if r.Bits&statetree.Dirty != 0 {
 			first, last := c.blockRange(r.Start, r.End)
@@ -56,8 +70,8 @@ func (c *Cache) checkLocked(quiescent bool) error {
 				if pg == nil {
 					return fail("dirty block %d (range %v) has no page", b, r)
 				}
-				if pg.wb {
-					return fail("dirty block %d (range %v) has a writeback page", b, r)
+				if pg.wb || pg.unsynced {
+					return fail("dirty block %d (range %v) has a writeback or kept page", b, r)
 				}
 			}
 		}
@@ -68,7 +82,7 @@ func (c *Cache) checkLocked(quiescent bool) error {
 	}
 	c.index.each(func(b int64, _ *page) {
 		r, ok := c.tree.Get(b << c.shift)
-		if err == nil && (!ok || r.Bits&(statetree.Dirty|statetree.Writeback) == 0) {
+		if err == nil && (!ok || r.Bits&(statetree.Dirty|statetree.Writeback|Unsynced) == 0) {
 			err = fmt.Errorf("extentcache: check: block %d has a page but state %v", b, r.Bits)
 		}
 	})

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/extentd/extentd/device"
 	"github.com/extentd/extentd/statetree"
 )
@@ -87,8 +89,8 @@ func (c *Cache) serve(reqs []*syncReq) {
 		}
 		if rs, ok := c.lower.(device.RangeSyncer); ok {
 			for _, r := range reqs {
-				if serr := rs.SyncRange(r.off, r.n); serr != nil && err == nil {
-					err = fmt.Errorf("extentcache: sync [%d,+%d): %w", r.off, r.n, serr)
+				if serr := c.lowerSyncRange(rs, r.off, r.n); serr != nil && err == nil {
+					err = serr
 				}
 			}
 		} else if ferr := c.lowerFlush(); err == nil {
@@ -108,23 +110,185 @@ func (c *Cache) serve(reqs []*syncReq) {
 }
 
 // lowerFlush flushes the lower device, unless nothing was written to it
-// since its last successful flush.
+// since its last successful flush. On success it releases the pages kept for
+// durability whose write completed before it started; on failure every kept
+// page goes back to Dirty (see syncFailedLocked). Only the writeback
+// goroutine calls it.
 func (c *Cache) lowerFlush() error {
 	c.mu.Lock()
 	dirty := c.lowerDirty
 	c.lowerDirty = false
+	if dirty {
+		c.markSyncingLocked(0, c.size)
+	}
 	c.mu.Unlock()
 	if !dirty {
 		return nil
 	}
+	t0 := time.Now()
 	c.st.lowerFlushes.Add(1)
-	if err := c.lower.Flush(); err != nil {
-		c.mu.Lock()
-		c.lowerDirty = true
-		c.mu.Unlock()
-		return fmt.Errorf("extentcache: flush: %w", err)
+	err := c.lower.Flush()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil {
+		err = fmt.Errorf("extentcache: flush: %w", err)
+		c.syncFailedLocked(err)
+		return err
+	}
+	c.releaseSyncedLocked(0, c.size, t0)
+	return nil
+}
+
+// lowerSyncRange syncs [off, off+n) of lower (a RangeSyncer), with the same
+// bookkeeping as lowerFlush for the whole blocks of the range. Only the
+// writeback goroutine calls it.
+func (c *Cache) lowerSyncRange(rs device.RangeSyncer, off, n int64) error {
+	// Only whole blocks inside the range are known to be synced after it.
+	from := (off + c.bs - 1) &^ (c.bs - 1)
+	to := (off + n) &^ (c.bs - 1)
+	if off+n == c.size {
+		to = c.size
+	}
+	c.mu.Lock()
+	if from < to {
+		c.markSyncingLocked(from, to)
+	}
+	c.mu.Unlock()
+	t0 := time.Now()
+	err := rs.SyncRange(off, n)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil {
+		err = fmt.Errorf("extentcache: sync [%d,+%d): %w", off, n, err)
+		c.syncFailedLocked(err)
+		return err
+	}
+	if from < to {
+		c.releaseSyncedLocked(from, to, t0)
 	}
 	return nil
+}
+
+// checkpoint flushes lower on the writeback goroutine's own account, to
+// release kept pages when clients do not flush. A failure goes through the
+// same path as a failed client flush and arms the retry backoff.
+func (c *Cache) checkpoint() {
+	c.st.checkpoints.Add(1)
+	if err := c.lowerFlush(); err != nil {
+		c.mu.Lock()
+		c.retryAt = time.Now().Add(c.backoff)
+		c.backoff = min(2*c.backoff, maxRetryBackoff)
+		c.mu.Unlock()
+	}
+}
+
+// checkpointDueLocked reports whether kept pages or zeroings call for a
+// checkpoint: more than a quarter of MaxDirty kept, or kept for longer than
+// WritebackAge. c.mu must be held.
+func (c *Cache) checkpointDueLocked(now time.Time) bool {
+	if c.unsyncedSince.IsZero() || now.Before(c.retryAt) {
+		return false
+	}
+	kept := c.tree.Bytes(Unsynced) >> c.shift
+	return kept > 0 && kept >= int64(max(1, c.maxPages/4)) ||
+		now.Sub(c.unsyncedSince) >= c.opts.WritebackAge
+}
+
+// markSyncingLocked sets Syncing on the Unsynced and UnsyncedZero bytes of
+// [from, to) (block aligned): a sync starting now covers them. c.mu must be
+// held.
+func (c *Cache) markSyncingLocked(from, to int64) {
+	if c.unsyncedSince.IsZero() {
+		return
+	}
+	rs := c.scratch[:0]
+	c.tree.Ascend(from, to, func(r statetree.Range) bool {
+		if r.Bits&(Unsynced|UnsyncedZero) != 0 && r.Bits&Syncing == 0 {
+			rs = append(rs, r)
+		}
+		return true
+	})
+	for _, r := range rs {
+		c.tree.Set(max(r.Start, from), min(r.End, to), Syncing, 0)
+	}
+	c.scratch = rs[:0]
+}
+
+// releaseSyncedLocked ends a successful sync of [from, to) that started at
+// t0: the Syncing bytes of the range are durable, so their kept pages are
+// freed and their state cleared. Bytes written back during the sync (no
+// Syncing) stay kept. c.mu must be held.
+func (c *Cache) releaseSyncedLocked(from, to int64, t0 time.Time) {
+	rs := c.scratch[:0]
+	c.tree.Ascend(from, to, func(r statetree.Range) bool {
+		if r.Bits&Syncing != 0 {
+			rs = append(rs, r)
+		}
+		return true
+	})
+	for _, r := range rs {
+		s, e := max(r.Start, from), min(r.End, to)
+		if r.Bits&Unsynced != 0 {
+			first, last := c.blockRange(s, e)
+			for b := first; b < last; b++ {
+				if pg := c.index.get(b); pg != nil {
+					c.index.del(b)
+					c.freePageLocked(pg)
+				}
+			}
+		}
+		c.tree.Clear(s, e, retainedBits|ZeroKeep)
+	}
+	c.scratch = rs[:0]
+	switch {
+	case c.tree.Bytes(Unsynced|UnsyncedZero) == 0:
+		c.unsyncedSince = time.Time{}
+	case from == 0 && to == c.size:
+		c.unsyncedSince = t0 // what is left completed after t0
+	}
+	c.cond.Broadcast() // pages freed: writers waiting for memory may go on
+	c.invariantLocked()
+}
+
+// syncFailedLocked handles a failed lower Flush or SyncRange: lower may
+// have dropped any data written since its last successful sync (Linux marks
+// the failed pages clean), so every kept page becomes Dirty again and every
+// kept zeroing Zeroed again, to be written back and synced anew; I/O in
+// flight now does the same when it completes. The error becomes sticky.
+// c.mu must be held.
+func (c *Cache) syncFailedLocked(err error) {
+	c.syncFails++
+	c.lowerDirty = true
+	if c.stickyErr == nil {
+		c.stickyErr = err
+	}
+	c.log.Error("lower sync failed; data written since the last sync is kept dirty and will be rewritten", zap.Error(err))
+	if c.unsyncedSince.IsZero() {
+		return
+	}
+	rs := c.scratch[:0]
+	c.tree.Ascend(0, c.size, func(r statetree.Range) bool {
+		if r.Bits&(Unsynced|UnsyncedZero) != 0 {
+			rs = append(rs, r)
+		}
+		return true
+	})
+	expired := time.Now().Add(-c.opts.WritebackAge).UnixNano()
+	for _, r := range rs {
+		if r.Bits&Unsynced != 0 {
+			first, last := c.blockRange(r.Start, r.End)
+			for b := first; b < last; b++ {
+				c.index.get(b).unsynced = false
+			}
+			c.tree.Convert(r.Start, r.End, statetree.Dirty, retainedBits)
+		} else {
+			c.tree.Convert(r.Start, r.End, statetree.Zeroed, retainedBits)
+		}
+		c.ages.push(r.Start, expired)
+	}
+	c.scratch = rs[:0]
+	c.unsyncedSince = time.Time{}
+	c.invariantLocked()
 }
 
 // pass writes back every Dirty or Zeroed byte of [from, to) that was so

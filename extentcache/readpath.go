@@ -59,7 +59,7 @@ func (c *Cache) read(p []byte, off int64, admit bool) (int, error) {
 		return 0, errClosed("read")
 	}
 	zs, ze, zeroed := int64(-1), int64(-1), false // the tree segment last looked up
-	anyZeroed := c.tree.Bytes(statetree.Zeroed) > 0
+	anyZeroed := c.tree.Bytes(statetree.Zeroed|UnsyncedZero) > 0
 	for b := first; b < last; b++ {
 		bo := b << c.shift
 		lo, hi := max(off, bo), min(end, c.blockEnd(b))
@@ -72,7 +72,7 @@ func (c *Cache) read(p []byte, off int64, admit bool) (int, error) {
 				r, ok := c.tree.Get(bo)
 				zs, ze, zeroed = bo, c.blockEnd(b), false
 				if ok {
-					zs, ze, zeroed = r.Start, r.End, r.Bits&statetree.Zeroed != 0
+					zs, ze, zeroed = r.Start, r.End, r.Bits&(statetree.Zeroed|UnsyncedZero) != 0
 				}
 			}
 			if zeroed {

@@ -12,7 +12,8 @@ type Stats struct {
 	WritebackBytes int64 // bytes with a backing I/O in flight
 	ZeroedBytes    int64 // bytes zeroed or trimmed but not yet applied to lower
 	DelallocBytes  int64 // bytes with a space reservation not yet allocated
-	PageBytes      int64 // memory held by dirty and writeback pages
+	PageBytes      int64 // memory held by dirty, writeback and kept (unsynced) pages
+	UnsyncedBytes  int64 // bytes written back, kept in memory until a lower sync
 	CachedBytes    int64 // bytes in the clean-block cache
 	TreeRanges     int   // records in the state tree
 
@@ -29,6 +30,7 @@ type Stats struct {
 	FlushTime    time.Duration // total time in Flush
 	FlushMax     time.Duration // longest Flush
 	LowerFlushes uint64        // lower Flush calls
+	Checkpoints  uint64        // lower flushes writeback issued itself to release kept pages
 
 	StickyErr error // the pending writeback error, nil if none
 }
@@ -42,6 +44,7 @@ func (c *Cache) Stats() Stats {
 	s.ZeroedBytes = c.tree.Bytes(statetree.Zeroed)
 	s.DelallocBytes = c.tree.Bytes(statetree.Delalloc)
 	s.PageBytes = int64(c.pagesInUse) * c.bs
+	s.UnsyncedBytes = c.tree.Bytes(Unsynced)
 	s.TreeRanges = c.tree.Len()
 	s.StickyErr = c.stickyErr
 	c.mu.Unlock()
@@ -59,5 +62,6 @@ func (c *Cache) Stats() Stats {
 	s.FlushTime = time.Duration(c.st.flushNs.Load())
 	s.FlushMax = time.Duration(c.st.flushMaxNs.Load())
 	s.LowerFlushes = c.st.lowerFlushes.Load()
+	s.Checkpoints = c.st.checkpoints.Load()
 	return s
 }

@@ -60,7 +60,7 @@ func (c *Cache) zero(op string, off, n int64, mayTrim bool) error {
 	if c.closed {
 		return errClosed(op)
 	}
-	set, clr := statetree.Zeroed, statetree.Dirty|statetree.Delalloc|ZeroKeep
+	set, clr := statetree.Zeroed, statetree.Dirty|statetree.Delalloc|ZeroKeep|retainedBits
 	if sp := c.opts.Space; sp != nil {
 		if mayTrim {
 			sp.Release(s, e-s)
@@ -97,13 +97,13 @@ func (c *Cache) writeZeros(off, end int64) error {
 // maxBlockOnStack bounds the zero buffer writeZeros keeps on its stack.
 const maxBlockOnStack = 4096
 
-// dropPagesLocked removes the pages of every block in [s, e) from the index.
-// Pages held by an in-flight writeback are freed when it completes. c.mu
+// dropPagesLocked removes the pages of every block in [s, e) from the index,
+// including pages kept after writeback (Unsynced). Pages held by an in-flight writeback are freed when it completes. c.mu
 // must be held.
 func (c *Cache) dropPagesLocked(s, e int64) {
 	rs := c.scratch[:0]
 	c.tree.Ascend(s, e, func(r statetree.Range) bool {
-		if r.Bits&(statetree.Dirty|statetree.Writeback) != 0 {
+		if r.Bits&(statetree.Dirty|statetree.Writeback|Unsynced) != 0 {
 			rs = append(rs, r)
 		}
 		return true

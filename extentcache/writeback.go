@@ -36,6 +36,7 @@ type job struct {
 	zero       bool    // a Zeroed range: trim or zero lower
 	keep       bool    // with zero: keep the range allocated (ZeroKeep)
 	background bool    // claimed by background writeback, not a flush
+	syncFails  uint64  // Cache.syncFails when claimed
 	pages      []*page // with !zero: the page of each block, in order
 	bufs       [][]byte
 }
@@ -56,7 +57,18 @@ func (c *Cache) run() {
 			c.serve(reqs)
 			continue
 		}
+		if c.checkpointDueLocked(time.Now()) {
+			c.mu.Unlock()
+			c.checkpoint()
+			continue
+		}
 		did := c.backgroundLocked()
+		if !did && c.waiters > 0 && c.tree.Bytes(Unsynced) > 0 && !time.Now().Before(c.retryAt) {
+			// Writers wait for memory and only kept pages can free it.
+			c.mu.Unlock()
+			c.checkpoint()
+			continue
+		}
 		c.mu.Unlock()
 		if did {
 			continue
@@ -166,6 +178,7 @@ func (c *Cache) claimLocked(r statetree.Range, at int64, background bool) (end i
 	}
 	j := c.newJobLocked()
 	j.background = background
+	j.syncFails = c.syncFails
 	if r.Bits&statetree.Dirty != 0 {
 		s, e, ok := c.tree.Cluster(at, statetree.Dirty, statetree.Writeback|statetree.Locked,
 			c.opts.MaxWritebackIO, c.opts.MaxWritebackIO)
@@ -328,25 +341,33 @@ func (c *Cache) doZero(j *job) error {
 	return nil
 }
 
-// completeLocked ends job j: on success the bytes that were not re-dirtied
-// become clean, on failure they become Dirty again. Either way Writeback is
-// cleared. c.mu must be held.
+// completeLocked ends job j. On success the bytes that were not re-dirtied
+// become Unsynced (pages kept) or UnsyncedZero until a lower sync covers
+// them; on failure, or when a lower sync failed while the I/O was in flight
+// (its data may have been dropped with the failed sync's), they become Dirty
+// or Zeroed again. Either way Writeback is cleared. c.mu must be held.
 func (c *Cache) completeLocked(j *job, err error) {
 	c.lowerDirty = true // even a failed write may have changed lower
+	// keep: the bytes stay to be written again.
+	keep := err != nil || j.syncFails != c.syncFails
 	if err != nil {
 		c.recordFailureLocked(err)
-		c.ages.push(j.start, time.Now().Add(-c.opts.WritebackAge).UnixNano())
 	} else {
 		c.recordSuccessLocked()
 	}
+	if keep {
+		c.ages.push(j.start, time.Now().Add(-c.opts.WritebackAge).UnixNano())
+	} else if c.unsyncedSince.IsZero() {
+		c.unsyncedSince = time.Now()
+	}
 	if j.zero {
 		c.tree.Clear(j.start, j.end, statetree.Writeback)
-		if err == nil {
-			// Clear Zeroed where it is still of the kind just applied.
-			// Bytes written meanwhile have lost Zeroed already; bytes
-			// zeroed again with the same kind are zero in lower now (the
-			// write between never reached lower: it could not be claimed
-			// while this I/O was in flight).
+		if !keep {
+			// Bytes still Zeroed of the kind just applied are zero in
+			// lower now, until synced. Bytes written meanwhile have lost
+			// Zeroed already; bytes zeroed again with the same kind are
+			// zero in lower too (the write between never reached lower:
+			// it could not be claimed while this I/O was in flight).
 			rs := c.scratch[:0]
 			c.tree.Ascend(j.start, j.end, func(r statetree.Range) bool {
 				if r.Bits&statetree.Zeroed != 0 && (r.Bits&ZeroKeep != 0) == j.keep {
@@ -355,36 +376,38 @@ func (c *Cache) completeLocked(j *job, err error) {
 				return true
 			})
 			for _, r := range rs {
-				c.tree.Clear(max(r.Start, j.start), min(r.End, j.end), statetree.Zeroed|ZeroKeep|statetree.Delalloc)
+				c.tree.Convert(max(r.Start, j.start), min(r.End, j.end), UnsyncedZero, statetree.Zeroed|statetree.Delalloc)
 			}
 			c.scratch = rs[:0]
 		}
 	} else {
+		// Each block still holding its page becomes Dirty (keep) or
+		// Unsynced; pages rewritten or dropped meanwhile are freed. The
+		// tree is updated per run of equal outcome.
+		set := Unsynced
+		if keep {
+			set = statetree.Dirty
+		}
 		first := j.start >> c.shift
 		runStart := int64(-1)
 		for i, pg := range j.pages {
 			b := first + int64(i)
-			cur := c.index.get(b) == pg
-			switch {
-			case cur && err == nil:
-				c.index.del(b) // clean now
-				c.freePageLocked(pg)
-			case cur: // failed: keep it dirty
+			if c.index.get(b) == pg {
 				pg.wb = false
+				pg.unsynced = !keep
 				if runStart < 0 {
 					runStart = b
 				}
 				continue
-			default: // rewritten or dropped meanwhile
-				c.freePageLocked(pg)
 			}
+			c.freePageLocked(pg) // rewritten or dropped meanwhile
 			if runStart >= 0 {
-				c.tree.Set(runStart<<c.shift, b<<c.shift, statetree.Dirty, 0)
+				c.tree.Set(runStart<<c.shift, b<<c.shift, set, 0)
 				runStart = -1
 			}
 		}
 		if runStart >= 0 {
-			c.tree.Set(runStart<<c.shift, j.end, statetree.Dirty, 0)
+			c.tree.Set(runStart<<c.shift, j.end, set, 0)
 		}
 		clr := statetree.Writeback
 		if err == nil {
@@ -395,6 +418,9 @@ func (c *Cache) completeLocked(j *job, err error) {
 	c.inflight--
 	c.freeJobLocked(j)
 	c.cond.Broadcast()
+	if !keep && c.checkpointDueLocked(time.Now()) {
+		c.kick()
+	}
 	c.invariantLocked()
 	if c.log.Core().Enabled(zap.DebugLevel) {
 		c.log.Debug("writeback done", zap.Int64("off", j.start), zap.Int64("len", j.end-j.start), zap.Error(err))

@@ -179,6 +179,11 @@ func (c *Cache) write(p []byte, off int64) error {
 				clear(pg.buf)
 			}
 			c.index.set(b, pg)
+		case pg.unsynced:
+			// Written back, kept for durability: the new data
+			// supersedes it, so the page becomes Dirty again in place.
+			pg.unsynced = false
+			newlyDirty = true
 		case pg.wb:
 			// Copy-on-write: the old page is being written back.
 			np := c.newPageLocked()
@@ -190,7 +195,7 @@ func (c *Cache) write(p []byte, off int64) error {
 		}
 		copy(pg.buf[lo-bo:hi-bo], p[lo-off:hi-off])
 	}
-	c.tree.Convert(start, stop, bitsSet, statetree.Zeroed|ZeroKeep)
+	c.tree.Convert(start, stop, bitsSet, statetree.Zeroed|ZeroKeep|retainedBits)
 	c.bumpGensLocked(first, last)
 	if newlyDirty {
 		c.ages.push(start, time.Now().UnixNano())
