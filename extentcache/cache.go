@@ -34,12 +34,8 @@ const (
 	// yet synced; they read as zeros and go back to Zeroed if a lower flush
 	// fails. ZeroKeep stays with them.
 	UnsyncedZero statetree.Bits = 1 << 7
-	// Syncing is set, together with Unsynced or UnsyncedZero, on the bytes
-	// a lower sync in progress covers: their write completed before it
-	// started. A write or trim clears it with the other two.
-	Syncing statetree.Bits = 1 << 8
 	// retainedBits are the bits a write or trim clears besides Zeroed.
-	retainedBits = Unsynced | UnsyncedZero | Syncing
+	retainedBits = Unsynced | UnsyncedZero
 )
 
 // Optional capabilities of the lower device, found by type assertion.
@@ -146,6 +142,10 @@ type Cache struct {
 	// +checklocks:mu
 	syncFails uint64 // count of failed lower syncs; a job completing after one keeps its data dirty
 	// +checklocks:mu
+	checkpointAt time.Time // checkpoints wait until then after a failed one
+	// +checklocks:mu
+	syncBackoff time.Duration
+	// +checklocks:mu
 	unsyncedSince time.Time // when the oldest Unsynced/UnsyncedZero byte still kept got so; zero if none
 	// +checklocks:mu
 	outOfSpace bool // Space.SetOutOfSpace(true) was called
@@ -198,6 +198,8 @@ func New(lower device.Device, opts Options) (*Cache, error) {
 		wake:     make(chan struct{}, 1),
 		maxPages: int(opts.MaxDirty / opts.BlockSize),
 		backoff:  opts.RetryBackoff,
+		// syncBackoff is the delay between failing checkpoints.
+		syncBackoff: opts.RetryBackoff,
 		// The lower device may hold unflushed writes from before.
 		lowerDirty: true,
 	}

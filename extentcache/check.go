@@ -11,7 +11,7 @@ import (
 // block aligned; every Dirty block has a page that no writeback holds; every
 // Unsynced block has its kept page; every page in the index belongs to a
 // Dirty, Writeback or Unsynced block; ZeroKeep implies Zeroed or
-// UnsyncedZero; Syncing implies Unsynced or UnsyncedZero. It takes c.mu; it is meant for tests, at quiescent points (no
+// UnsyncedZero. It takes c.mu; it is meant for tests, at quiescent points (no
 // call in progress), where it also checks the page accounting.
 func (c *Cache) Check() error {
 	c.mu.Lock()
@@ -52,8 +52,6 @@ func (c *Cache) checkLocked(quiescent bool) error {
 		case r.Bits&Unsynced != 0 && r.Bits&(statetree.Dirty|statetree.Zeroed|statetree.Writeback|UnsyncedZero) != 0,
 			r.Bits&UnsyncedZero != 0 && r.Bits&(statetree.Dirty|statetree.Zeroed|statetree.Writeback) != 0:
 			return fail("range %v is Unsynced or UnsyncedZero with another data state", r)
-		case r.Bits&Syncing != 0 && r.Bits&(Unsynced|UnsyncedZero) == 0:
-			return fail("range %v has Syncing without Unsynced or UnsyncedZero", r)
 		}
 		if r.Bits&Unsynced != 0 {
 			first, last := c.blockRange(r.Start, r.End)

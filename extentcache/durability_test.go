@@ -307,3 +307,46 @@ func TestCheckpointAge(t *testing.T) {
 		t.Fatalf("crash image after a checkpoint differs at byte %d", firstDiff(got, model))
 	}
 }
+
+// TestCheckpointsFailing: while every lower flush fails (dropping what was
+// written since the last good one), a client that never flushes keeps its
+// data: writers stall and then get the error instead of hanging, reads
+// return the acknowledged data, and once flushes work again a Flush makes
+// all of it durable.
+func TestCheckpointsFailing(t *testing.T) {
+	const size, bs = 4 << 20, 4096
+	g := newGateDev(size)
+	o := testOptions(t)
+	o.StallTimeout = 50 * time.Millisecond
+	c := newTestCache(t, g, o)
+	model := make([]byte, size)
+	g.failNextSync(1 << 30)
+	var stalled error
+	for i := 0; i < 1024 && stalled == nil; i++ {
+		off := int64(i) * bs % size
+		p := fill(byte(i), off, bs)
+		if _, err := c.WriteAt(p, off); err != nil {
+			stalled = err
+			break
+		}
+		copy(model[off:], p)
+	}
+	if !errors.Is(stalled, syscall.EIO) {
+		t.Fatalf("writes while every lower flush fails: %v, want a stall with EIO", stalled)
+	}
+	verify(t, c, model, 0, size)
+	if st := c.Stats(); st.PageBytes > o.MaxDirty {
+		t.Fatalf("%d page bytes over MaxDirty %d", st.PageBytes, o.MaxDirty)
+	}
+	g.mu.Lock()
+	fails := g.fails
+	g.mu.Unlock()
+	t.Logf("failed lower flushes: %d", fails)
+	g.failNextSync(0)
+	if err := c.Flush(); err != nil {
+		t.Fatalf("Flush once lower flushes work: %v", err)
+	}
+	if got := g.crashImage(t, 0, size); !bytes.Equal(got, model) {
+		t.Fatalf("crash image differs from the model at byte %d", firstDiff(got, model))
+	}
+}

@@ -111,21 +111,21 @@ func (c *Cache) serve(reqs []*syncReq) {
 
 // lowerFlush flushes the lower device, unless nothing was written to it
 // since its last successful flush. On success it releases the pages kept for
-// durability whose write completed before it started; on failure every kept
-// page goes back to Dirty (see syncFailedLocked). Only the writeback
-// goroutine calls it.
+// durability; on failure every kept page goes back to Dirty (see
+// syncFailedLocked). Only the writeback goroutine calls it, so once the I/O
+// in flight is done no writeback completes until it returns: everything
+// Unsynced when it starts is covered by the lower flush.
 func (c *Cache) lowerFlush() error {
 	c.mu.Lock()
+	for c.inflight > 0 {
+		c.cond.Wait()
+	}
 	dirty := c.lowerDirty
 	c.lowerDirty = false
-	if dirty {
-		c.markSyncingLocked(0, c.size)
-	}
 	c.mu.Unlock()
 	if !dirty {
 		return nil
 	}
-	t0 := time.Now()
 	c.st.lowerFlushes.Add(1)
 	err := c.lower.Flush()
 	c.mu.Lock()
@@ -135,7 +135,7 @@ func (c *Cache) lowerFlush() error {
 		c.syncFailedLocked(err)
 		return err
 	}
-	c.releaseSyncedLocked(0, c.size, t0)
+	c.releaseSyncedLocked(0, c.size)
 	return nil
 }
 
@@ -143,18 +143,11 @@ func (c *Cache) lowerFlush() error {
 // bookkeeping as lowerFlush for the whole blocks of the range. Only the
 // writeback goroutine calls it.
 func (c *Cache) lowerSyncRange(rs device.RangeSyncer, off, n int64) error {
-	// Only whole blocks inside the range are known to be synced after it.
-	from := (off + c.bs - 1) &^ (c.bs - 1)
-	to := (off + n) &^ (c.bs - 1)
-	if off+n == c.size {
-		to = c.size
-	}
 	c.mu.Lock()
-	if from < to {
-		c.markSyncingLocked(from, to)
+	for c.inflight > 0 {
+		c.cond.Wait()
 	}
 	c.mu.Unlock()
-	t0 := time.Now()
 	err := rs.SyncRange(off, n)
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -163,21 +156,29 @@ func (c *Cache) lowerSyncRange(rs device.RangeSyncer, off, n int64) error {
 		c.syncFailedLocked(err)
 		return err
 	}
+	// Only whole blocks inside the range are known to be synced.
+	from := (off + c.bs - 1) &^ (c.bs - 1)
+	to := (off + n) &^ (c.bs - 1)
+	if off+n == c.size {
+		to = c.size
+	}
 	if from < to {
-		c.releaseSyncedLocked(from, to, t0)
+		c.releaseSyncedLocked(from, to)
 	}
 	return nil
 }
 
 // checkpoint flushes lower on the writeback goroutine's own account, to
 // release kept pages when clients do not flush. A failure goes through the
-// same path as a failed client flush and arms the retry backoff.
+// same path as a failed client flush and arms its own retry backoff (a
+// successful writeback must not reset it, or a lower device whose flushes
+// keep failing would be rewritten in a loop).
 func (c *Cache) checkpoint() {
 	c.st.checkpoints.Add(1)
 	if err := c.lowerFlush(); err != nil {
 		c.mu.Lock()
-		c.retryAt = time.Now().Add(c.backoff)
-		c.backoff = min(2*c.backoff, maxRetryBackoff)
+		c.checkpointAt = time.Now().Add(c.syncBackoff)
+		c.syncBackoff = min(2*c.syncBackoff, maxRetryBackoff)
 		c.mu.Unlock()
 	}
 }
@@ -186,7 +187,7 @@ func (c *Cache) checkpoint() {
 // checkpoint: more than a quarter of MaxDirty kept, or kept for longer than
 // WritebackAge. c.mu must be held.
 func (c *Cache) checkpointDueLocked(now time.Time) bool {
-	if c.unsyncedSince.IsZero() || now.Before(c.retryAt) {
+	if c.unsyncedSince.IsZero() || now.Before(c.checkpointAt) {
 		return false
 	}
 	kept := c.tree.Bytes(Unsynced) >> c.shift
@@ -194,58 +195,32 @@ func (c *Cache) checkpointDueLocked(now time.Time) bool {
 		now.Sub(c.unsyncedSince) >= c.opts.WritebackAge
 }
 
-// markSyncingLocked sets Syncing on the Unsynced and UnsyncedZero bytes of
-// [from, to) (block aligned): a sync starting now covers them. c.mu must be
-// held.
-func (c *Cache) markSyncingLocked(from, to int64) {
-	if c.unsyncedSince.IsZero() {
-		return
-	}
-	rs := c.scratch[:0]
-	c.tree.Ascend(from, to, func(r statetree.Range) bool {
-		if r.Bits&(Unsynced|UnsyncedZero) != 0 && r.Bits&Syncing == 0 {
-			rs = append(rs, r)
+// releaseSyncedLocked ends a successful sync of [from, to) (block
+// aligned): its Unsynced and UnsyncedZero bytes are durable, so their kept
+// pages are freed and their state cleared. c.mu must be held.
+func (c *Cache) releaseSyncedLocked(from, to int64) {
+	for !c.unsyncedSince.IsZero() && from < to {
+		r, ok := c.tree.FindFirst(from, retainedBits)
+		if !ok || r.Start >= to {
+			break
 		}
-		return true
-	})
-	for _, r := range rs {
-		c.tree.Set(max(r.Start, from), min(r.End, to), Syncing, 0)
-	}
-	c.scratch = rs[:0]
-}
-
-// releaseSyncedLocked ends a successful sync of [from, to) that started at
-// t0: the Syncing bytes of the range are durable, so their kept pages are
-// freed and their state cleared. Bytes written back during the sync (no
-// Syncing) stay kept. c.mu must be held.
-func (c *Cache) releaseSyncedLocked(from, to int64, t0 time.Time) {
-	rs := c.scratch[:0]
-	c.tree.Ascend(from, to, func(r statetree.Range) bool {
-		if r.Bits&Syncing != 0 {
-			rs = append(rs, r)
-		}
-		return true
-	})
-	for _, r := range rs {
 		s, e := max(r.Start, from), min(r.End, to)
 		if r.Bits&Unsynced != 0 {
 			first, last := c.blockRange(s, e)
 			for b := first; b < last; b++ {
-				if pg := c.index.get(b); pg != nil {
-					c.index.del(b)
-					c.freePageLocked(pg)
-				}
+				pg := c.index.get(b)
+				c.index.del(b)
+				c.freePageLocked(pg)
 			}
 		}
-		c.tree.Clear(s, e, retainedBits|ZeroKeep)
+		c.tree.Clear(s, e, retainedBits|ZeroKeep) // ZeroKeep: only on UnsyncedZero bytes here
+		from = e
 	}
-	c.scratch = rs[:0]
-	switch {
-	case c.tree.Bytes(Unsynced|UnsyncedZero) == 0:
+	if c.tree.Bytes(retainedBits) == 0 {
 		c.unsyncedSince = time.Time{}
-	case from == 0 && to == c.size:
-		c.unsyncedSince = t0 // what is left completed after t0
 	}
+	c.syncBackoff = c.opts.RetryBackoff
+	c.checkpointAt = time.Time{}
 	c.cond.Broadcast() // pages freed: writers waiting for memory may go on
 	c.invariantLocked()
 }
@@ -266,15 +241,12 @@ func (c *Cache) syncFailedLocked(err error) {
 	if c.unsyncedSince.IsZero() {
 		return
 	}
-	rs := c.scratch[:0]
-	c.tree.Ascend(0, c.size, func(r statetree.Range) bool {
-		if r.Bits&(Unsynced|UnsyncedZero) != 0 {
-			rs = append(rs, r)
-		}
-		return true
-	})
 	expired := time.Now().Add(-c.opts.WritebackAge).UnixNano()
-	for _, r := range rs {
+	for from := int64(0); ; {
+		r, ok := c.tree.FindFirst(from, retainedBits)
+		if !ok {
+			break
+		}
 		if r.Bits&Unsynced != 0 {
 			first, last := c.blockRange(r.Start, r.End)
 			for b := first; b < last; b++ {
@@ -285,8 +257,8 @@ func (c *Cache) syncFailedLocked(err error) {
 			c.tree.Convert(r.Start, r.End, statetree.Zeroed, retainedBits)
 		}
 		c.ages.push(r.Start, expired)
+		from = r.End
 	}
-	c.scratch = rs[:0]
 	c.unsyncedSince = time.Time{}
 	c.invariantLocked()
 }

@@ -63,7 +63,7 @@ func (c *Cache) run() {
 			continue
 		}
 		did := c.backgroundLocked()
-		if !did && c.waiters > 0 && c.tree.Bytes(Unsynced) > 0 && !time.Now().Before(c.retryAt) {
+		if !did && c.waiters > 0 && c.tree.Bytes(Unsynced) > 0 && !time.Now().Before(c.checkpointAt) {
 			// Writers wait for memory and only kept pages can free it.
 			c.mu.Unlock()
 			c.checkpoint()
@@ -388,32 +388,19 @@ func (c *Cache) completeLocked(j *job, err error) {
 		if keep {
 			set = statetree.Dirty
 		}
-		first := j.start >> c.shift
-		runStart := int64(-1)
-		for i, pg := range j.pages {
-			b := first + int64(i)
-			if c.index.get(b) == pg {
-				pg.wb = false
-				pg.unsynced = !keep
-				if runStart < 0 {
-					runStart = b
-				}
-				continue
-			}
-			c.freePageLocked(pg) // rewritten or dropped meanwhile
-			if runStart >= 0 {
-				c.tree.Set(runStart<<c.shift, b<<c.shift, set, 0)
-				runStart = -1
-			}
-		}
-		if runStart >= 0 {
-			c.tree.Set(runStart<<c.shift, j.end, set, 0)
-		}
 		clr := statetree.Writeback
 		if err == nil {
 			clr |= statetree.Delalloc // lower allocated it
 		}
-		c.tree.Clear(j.start, j.end, clr)
+		if c.allCurrentLocked(j) {
+			// The common case: one tree update for the whole cluster.
+			for _, pg := range j.pages {
+				pg.wb, pg.unsynced = false, !keep
+			}
+			c.tree.Convert(j.start, j.end, set, clr)
+		} else {
+			c.completeRunsLocked(j, set, clr, keep)
+		}
 	}
 	c.inflight--
 	c.freeJobLocked(j)
@@ -425,6 +412,45 @@ func (c *Cache) completeLocked(j *job, err error) {
 	if c.log.Core().Enabled(zap.DebugLevel) {
 		c.log.Debug("writeback done", zap.Int64("off", j.start), zap.Int64("len", j.end-j.start), zap.Error(err))
 	}
+}
+
+// completeRunsLocked completes data job j when some of its pages were
+// rewritten or dropped meanwhile: those are freed; the others stay the pages
+// of their blocks, which get set, per run. c.mu must be held.
+func (c *Cache) completeRunsLocked(j *job, set, clr statetree.Bits, keep bool) {
+	first := j.start >> c.shift
+	runStart := int64(-1)
+	for i, pg := range j.pages {
+		b := first + int64(i)
+		if c.index.get(b) == pg {
+			pg.wb, pg.unsynced = false, !keep
+			if runStart < 0 {
+				runStart = b
+			}
+			continue
+		}
+		c.freePageLocked(pg) // rewritten or dropped meanwhile
+		if runStart >= 0 {
+			c.tree.Set(runStart<<c.shift, b<<c.shift, set, 0)
+			runStart = -1
+		}
+	}
+	if runStart >= 0 {
+		c.tree.Set(runStart<<c.shift, j.end, set, 0)
+	}
+	c.tree.Clear(j.start, j.end, clr)
+}
+
+// allCurrentLocked reports whether every page of data job j is still the
+// page of its block. c.mu must be held.
+func (c *Cache) allCurrentLocked(j *job) bool {
+	first := j.start >> c.shift
+	for i, pg := range j.pages {
+		if c.index.get(first+int64(i)) != pg {
+			return false
+		}
+	}
+	return true
 }
 
 // newJobLocked returns a recycled job. c.mu must be held.
