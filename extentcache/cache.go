@@ -63,7 +63,9 @@ const maxIOV = 1024
 //
 // # Data
 //
-// Every dirty block has a page (BlockSize bytes) in index. A page that an
+// Every dirty block has a page (BlockSize bytes) in index, and so has every
+// block written back but not yet synced in lower (Unsynced, page.unsynced):
+// a failed lower flush may drop it, and it is then made Dirty again. A page that an
 // in-flight writeback reads from is marked wb and is never written: a write
 // to its block installs a fresh page (copy-on-write), and the writeback frees
 // the old one when it completes. Clean blocks live in the lower device and,
@@ -75,6 +77,8 @@ const maxIOV = 1024
 //	Writeback        a lower I/O covering the bytes is in flight
 //	Zeroed[|ZeroKeep] the bytes read as zeros; lower still has to be zeroed
 //	Delalloc         Space holds a reservation for the bytes
+//	Unsynced         written back, page kept until a lower sync covers it
+//	UnsyncedZero[|ZeroKeep] zeroing applied to lower, not yet synced
 //
 // Dirty and Zeroed never overlap. A block with Writeback is never claimed by
 // a second writeback, so lower I/Os to a byte happen one at a time, in the

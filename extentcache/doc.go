@@ -11,8 +11,11 @@
 //   - The state of every byte, in a statetree.Tree: Dirty (newer data in a
 //     page), Writeback (a backing I/O for it is in flight), Delalloc (space
 //     reserved in Options.Space, not yet allocated), Zeroed (reads as zeros;
-//     the backing range still has to be trimmed or zeroed) and ZeroKeep (the
-//     zeroing must keep the range allocated: WRITE_ZEROES with NO_HOLE).
+//     the backing range still has to be trimmed or zeroed), ZeroKeep (the
+//     zeroing must keep the range allocated: WRITE_ZEROES with NO_HOLE), and
+//     Unsynced / UnsyncedZero (written back or zeroed in lower, kept until a
+//     lower Flush or SyncRange covering it succeeds, made Dirty / Zeroed
+//     again if one fails; see docs/durability.md).
 //     Every range in the tree is block aligned.
 //   - The clean-block cache (ristretto), tagged with per-block generations so
 //     that a fill that raced with a write is never served.
