@@ -3,83 +3,14 @@ package nbdserver
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/extentd/extentd/internal/testutil"
 )
-
-// testPKI is a throwaway CA with a server and a client certificate.
-type testPKI struct {
-	caPEM                []byte
-	pool                 *x509.CertPool
-	server, client       tls.Certificate
-	serverPEM, serverKey []byte
-	clientPEM, clientKey []byte
-}
-
-func newTestPKI(tb testing.TB) *testPKI {
-	tb.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "extentd test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	p := &testPKI{caPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), pool: x509.NewCertPool()}
-	p.pool.AddCert(ca)
-	leaf := func(serial int64, cn string, usage x509.ExtKeyUsage) (tls.Certificate, []byte, []byte) {
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-			DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		kd, _ := x509.MarshalECPrivateKey(key)
-		certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-		keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd})
-		c, err := tls.X509KeyPair(certPEM, keyPEM)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		return c, certPEM, keyPEM
-	}
-	p.server, p.serverPEM, p.serverKey = leaf(2, "localhost", x509.ExtKeyUsageServerAuth)
-	p.client, p.clientPEM, p.clientKey = leaf(3, "client", x509.ExtKeyUsageClientAuth)
-	return p
-}
-
-func (p *testPKI) serverConfig(verifyClients bool) *tls.Config {
-	c := &tls.Config{Certificates: []tls.Certificate{p.server}, MinVersion: tls.VersionTLS12}
-	if verifyClients {
-		c.ClientAuth = tls.RequireAndVerifyClientCert
-		c.ClientCAs = p.pool
-	}
-	return c
-}
 
 // startTLS sends NBD_OPT_STARTTLS and upgrades the client. It returns the
 // TLS handshake error, if any.
@@ -98,8 +29,8 @@ func (rc *rawClient) startTLS(cfg *tls.Config) error {
 }
 
 func TestStartTLS(t *testing.T) {
-	p := newTestPKI(t)
-	s := newTestServer(t, Options{TLSConfig: p.serverConfig(false)})
+	p := testutil.NewPKI(t, "nbdserver")
+	s := newTestServer(t, Options{TLSConfig: p.ServerConfig(false)})
 	rc := pipeClient(t, s)
 	rc.greet(cflagFixedNewstyle | cflagNoZeroes)
 	// Negotiated in plaintext, forgotten after STARTTLS.
@@ -107,7 +38,7 @@ func TestStartTLS(t *testing.T) {
 	if r := rc.readOptReply(); r.typ != repAck {
 		t.Fatalf("STRUCTURED_REPLY: %#x", r.typ)
 	}
-	if err := rc.startTLS(&tls.Config{RootCAs: p.pool, ServerName: "localhost"}); err != nil {
+	if err := rc.startTLS(&tls.Config{RootCAs: p.Pool, ServerName: "localhost"}); err != nil {
 		t.Fatal(err)
 	}
 	rc.sendOpt(optStartTLS, nil)
@@ -134,8 +65,8 @@ func TestStartTLS(t *testing.T) {
 }
 
 func TestRequireTLS(t *testing.T) {
-	p := newTestPKI(t)
-	s := newTestServer(t, Options{TLSConfig: p.serverConfig(false), RequireTLS: true})
+	p := testutil.NewPKI(t, "nbdserver")
+	s := newTestServer(t, Options{TLSConfig: p.ServerConfig(false), RequireTLS: true})
 	t.Run("options refused before TLS", func(t *testing.T) {
 		rc := pipeClient(t, s)
 		rc.greet(cflagFixedNewstyle)
@@ -145,7 +76,7 @@ func TestRequireTLS(t *testing.T) {
 				t.Fatalf("option %d before TLS: %#x, want ERR_TLS_REQD", opt, r.typ)
 			}
 		}
-		if err := rc.startTLS(&tls.Config{RootCAs: p.pool, ServerName: "localhost"}); err != nil {
+		if err := rc.startTLS(&tls.Config{RootCAs: p.Pool, ServerName: "localhost"}); err != nil {
 			t.Fatal(err)
 		}
 		rc.sendOpt(optList, nil)
@@ -171,14 +102,14 @@ func TestRequireTLS(t *testing.T) {
 }
 
 func TestTLSClientCertificates(t *testing.T) {
-	p := newTestPKI(t)
+	p := testutil.NewPKI(t, "nbdserver")
 	// TCP, not net.Pipe: the server's TLS alert must not block on an
 	// unbuffered pipe while the client writes.
-	_, addr := startServer(t, Options{Exports: memExports(1 << 20), TLSConfig: p.serverConfig(true), RequireTLS: true})
+	_, addr := startServer(t, Options{Exports: memExports(1 << 20), TLSConfig: p.ServerConfig(true), RequireTLS: true})
 	t.Run("with certificate", func(t *testing.T) {
 		rc := dialRaw(t, addr)
 		rc.greet(cflagFixedNewstyle)
-		if err := rc.startTLS(&tls.Config{RootCAs: p.pool, ServerName: "localhost", Certificates: []tls.Certificate{p.client}}); err != nil {
+		if err := rc.startTLS(&tls.Config{RootCAs: p.Pool, ServerName: "localhost", Certificates: []tls.Certificate{p.Client}}); err != nil {
 			t.Fatal(err)
 		}
 		rc.sendOpt(optGo, infoData(""))
@@ -189,7 +120,7 @@ func TestTLSClientCertificates(t *testing.T) {
 	t.Run("without certificate", func(t *testing.T) {
 		rc := dialRaw(t, addr)
 		rc.greet(cflagFixedNewstyle)
-		err := rc.startTLS(&tls.Config{RootCAs: p.pool, ServerName: "localhost"})
+		err := rc.startTLS(&tls.Config{RootCAs: p.Pool, ServerName: "localhost"})
 		if err == nil {
 			// TLS 1.3 reports the rejection on the first read.
 			rc.c.Write([]byte("IHAVEOPT"))
@@ -203,14 +134,10 @@ func TestTLSClientCertificates(t *testing.T) {
 // TestSmokeNbdinfoTLS checks interoperability with GnuTLS (libnbd).
 func TestSmokeNbdinfoTLS(t *testing.T) {
 	testutil.RequireTool(t, "nbdinfo")
-	p := newTestPKI(t)
+	p := testutil.NewPKI(t, "nbdserver")
 	dir := t.TempDir()
-	for name, b := range map[string][]byte{"ca-cert.pem": p.caPEM, "client-cert.pem": p.clientPEM, "client-key.pem": p.clientKey} {
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	_, addr := startServer(t, Options{Exports: memExports(1 << 20), TLSConfig: p.serverConfig(true), RequireTLS: true})
+	p.WriteFiles(t, dir)
+	_, addr := startServer(t, Options{Exports: memExports(1 << 20), TLSConfig: p.ServerConfig(true), RequireTLS: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, "nbdinfo", "nbds://"+addr+"/?tls-certificates="+dir).CombinedOutput()

@@ -3,97 +3,14 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
-	"math/big"
-	"net"
 	"testing"
-	"time"
 
+	"github.com/extentd/extentd/internal/testutil"
 	"github.com/extentd/extentd/nbdserver"
 	"github.com/extentd/extentd/nbdserver/nbdtest"
 )
-
-// testPKI is a throwaway CA with a server and a client certificate.
-type testPKI struct {
-	pool   *x509.CertPool
-	server tls.Certificate
-	client tls.Certificate
-}
-
-func newPKI(t testing.TB, name string) *testPKI {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name + " test CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	issue := func(serial int64, cn string, usage x509.ExtKeyUsage) tls.Certificate {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial),
-			Subject:      pkix.Name{CommonName: cn},
-			NotBefore:    now.Add(-time.Hour),
-			NotAfter:     now.Add(time.Hour),
-			KeyUsage:     x509.KeyUsageDigitalSignature,
-			ExtKeyUsage:  []x509.ExtKeyUsage{usage},
-			IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-			DNSNames:     []string{"localhost"},
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-	}
-	p := &testPKI{pool: x509.NewCertPool()}
-	p.pool.AddCert(ca)
-	p.server = issue(2, "localhost", x509.ExtKeyUsageServerAuth)
-	p.client = issue(3, "client", x509.ExtKeyUsageClientAuth)
-	return p
-}
-
-func (p *testPKI) serverConfig(requireClientCert bool) *tls.Config {
-	c := &tls.Config{Certificates: []tls.Certificate{p.server}, MinVersion: tls.VersionTLS12}
-	if requireClientCert {
-		c.ClientAuth = tls.RequireAndVerifyClientCert
-		c.ClientCAs = p.pool
-	}
-	return c
-}
-
-func (p *testPKI) clientConfig(withCert bool) *tls.Config {
-	c := &tls.Config{RootCAs: p.pool, ServerName: "localhost", MinVersion: tls.VersionTLS12}
-	if withCert {
-		c.Certificates = []tls.Certificate{p.client}
-	}
-	return c
-}
 
 func withTLS(cfg *tls.Config, require bool) envConfig {
 	return func(o *nbdserver.Options) { o.TLSConfig, o.RequireTLS = cfg, require }
@@ -116,10 +33,10 @@ func roundTrip(t *testing.T, c *nbdtest.Client, seed byte) {
 // TLS-only export). Both TLS and plaintext clients work; STARTTLS resets
 // earlier negotiation; a second STARTTLS is invalid.
 func TestTLSOptional(t *testing.T) {
-	pki := newPKI(t, "optional")
-	e := newEnv(t, withTLS(pki.serverConfig(false), false))
+	pki := testutil.NewPKI(t, "optional")
+	e := newEnv(t, withTLS(pki.ServerConfig(false), false))
 
-	c := e.dial(nbdtest.Options{TLSConfig: pki.clientConfig(false), StructuredReplies: true, MetaContexts: []string{nbdtest.ContextBaseAllocation}})
+	c := e.dial(nbdtest.Options{TLSConfig: pki.ClientConfig(false), StructuredReplies: true, MetaContexts: []string{nbdtest.ContextBaseAllocation}})
 	if _, ok := c.Conn().(*tls.Conn); !ok {
 		t.Fatal("client connection is not TLS")
 	}
@@ -136,7 +53,7 @@ func TestTLSOptional(t *testing.T) {
 	if err := h.StructuredReply(); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.StartTLS(context.Background(), pki.clientConfig(false)); err != nil {
+	if err := h.StartTLS(context.Background(), pki.ClientConfig(false)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := h.Option(nbdtest.OptStartTLS, nil); !errors.Is(err, nbdtest.RepErrInvalid) {
@@ -167,7 +84,7 @@ func TestTLSOptional(t *testing.T) {
 	if _, err := h.SetMetaContext("", nbdtest.ContextBaseAllocation); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.StartTLS(context.Background(), pki.clientConfig(false)); err != nil {
+	if err := h.StartTLS(context.Background(), pki.ClientConfig(false)); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.StructuredReply(); err != nil {
@@ -196,8 +113,8 @@ func TestTLSOptional(t *testing.T) {
 // TestTLSRequired: FORCEDTLS refuses every option but STARTTLS and ABORT
 // with ERR_TLS_REQD, and EXPORT_NAME in plaintext ends the connection.
 func TestTLSRequired(t *testing.T) {
-	pki := newPKI(t, "required")
-	e := newEnv(t, withTLS(pki.serverConfig(false), true))
+	pki := testutil.NewPKI(t, "required")
+	e := newEnv(t, withTLS(pki.ServerConfig(false), true))
 	h := e.handshake()
 	for _, opt := range []struct {
 		code uint32
@@ -212,7 +129,7 @@ func TestTLSRequired(t *testing.T) {
 			t.Errorf("plaintext %s: %v, want NBD_REP_ERR_TLS_REQD", nbdtest.OptName(opt.code), err)
 		}
 	}
-	if err := h.StartTLS(context.Background(), pki.clientConfig(false)); err != nil {
+	if err := h.StartTLS(context.Background(), pki.ClientConfig(false)); err != nil {
 		t.Fatal(err)
 	}
 	if list, err := h.List(); err != nil || len(list) != 1 {
@@ -251,20 +168,20 @@ func TestTLSRequired(t *testing.T) {
 // certificate from the right CA gets through; failures do not hurt the
 // server.
 func TestTLSClientCert(t *testing.T) {
-	pki := newPKI(t, "mtls")
-	other := newPKI(t, "other")
-	e := newEnv(t, withTLS(pki.serverConfig(true), true))
+	pki := testutil.NewPKI(t, "mtls")
+	other := testutil.NewPKI(t, "other")
+	e := newEnv(t, withTLS(pki.ServerConfig(true), true))
 
-	c := e.dial(nbdtest.Options{TLSConfig: pki.clientConfig(true)})
+	c := e.dial(nbdtest.Options{TLSConfig: pki.ClientConfig(true)})
 	roundTrip(t, c, 5)
 
-	foreign := pki.clientConfig(false)
+	foreign := pki.ClientConfig(false)
 	// GetClientCertificate sends the foreign certificate even though it
 	// does not match the CAs the server asks for.
-	foreign.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &other.client, nil }
-	untrusting := other.clientConfig(true)
+	foreign.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &other.Client, nil }
+	untrusting := other.ClientConfig(true)
 	for name, cfg := range map[string]*tls.Config{
-		"no client cert":      pki.clientConfig(false),
+		"no client cert":      pki.ClientConfig(false),
 		"foreign client cert": foreign,
 		"untrusted server":    untrusting,
 	} {
@@ -279,6 +196,6 @@ func TestTLSClientCert(t *testing.T) {
 		t.Logf("%s: refused: %v", name, err)
 	}
 	roundTrip(t, c, 6)
-	ok := e.dial(nbdtest.Options{TLSConfig: pki.clientConfig(true), StructuredReplies: true})
+	ok := e.dial(nbdtest.Options{TLSConfig: pki.ClientConfig(true), StructuredReplies: true})
 	roundTrip(t, ok, 7)
 }
