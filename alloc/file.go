@@ -447,14 +447,8 @@ func (f *File) WriteAt(p []byte, off int64) (int, error) {
 	if n == 0 {
 		return 0, nil
 	}
-	err = f.space.beginWrite("write", off, n)
-	if err != nil {
+	if err := f.write("write", off, n, func() error { return f.pwrite(fd, p, off) }); err != nil {
 		return 0, err
-	}
-	err = f.pwrite(fd, p, off)
-	f.space.endWrite(off, n, err == nil)
-	if err != nil {
-		return 0, f.writeErr("write", off, n, err)
 	}
 	return len(p), nil
 }
@@ -478,16 +472,25 @@ func (f *File) WriteVAt(bufs [][]byte, off int64) (int, error) {
 	if n == 0 {
 		return 0, nil
 	}
-	err = f.space.beginWrite("write", off, n)
-	if err != nil {
+	if err := f.write("write", off, n, func() error { return f.pwritev(fd, bufs, off) }); err != nil {
 		return 0, err
 	}
-	err = f.pwritev(fd, bufs, off)
+	return int(n), nil
+}
+
+// write runs do, which writes [off, off+n), as a write of the map: the
+// blocks are charged against the capacity first (ErrNoSpace beyond it)
+// and become allocated if do succeeds. do's error is wrapped as op's.
+func (f *File) write(op string, off, n int64, do func() error) error {
+	if err := f.space.beginWrite(op, off, n); err != nil {
+		return err
+	}
+	err := do()
 	f.space.endWrite(off, n, err == nil)
 	if err != nil {
-		return 0, f.writeErr("write", off, n, err)
+		return f.writeErr(op, off, n, err)
 	}
-	return int(n), nil
+	return nil
 }
 
 func (f *File) pwritev(fd int, bufs [][]byte, off int64) error {
@@ -664,16 +667,7 @@ func (f *File) Zero(off, n int64, mayTrim bool) error {
 			return f.writeErr("zero", off, n, err)
 		}
 	}
-	err = f.space.beginWrite("zero", off, n)
-	if err != nil {
-		return err
-	}
-	err = f.zeroAllocated(fd, off, n)
-	f.space.endWrite(off, n, err == nil)
-	if err != nil {
-		return f.writeErr("zero", off, n, err)
-	}
-	return nil
+	return f.write("zero", off, n, func() error { return f.zeroAllocated(fd, off, n) })
 }
 
 // zeroAllocated zeros [off, off+n) leaving it allocated.
@@ -709,15 +703,7 @@ func (f *File) fallocateShared(fd int, mode uint32, off, n int64) error {
 
 // writeZeros writes zeros over [off, off+n) as a write (charged, mapped).
 func (f *File) writeZeros(fd int, off, n int64) error {
-	if err := f.space.beginWrite("zero", off, n); err != nil {
-		return err
-	}
-	err := f.writeZerosRaw(fd, off, n)
-	f.space.endWrite(off, n, err == nil)
-	if err != nil {
-		return f.writeErr("zero", off, n, err)
-	}
-	return nil
+	return f.write("zero", off, n, func() error { return f.writeZerosRaw(fd, off, n) })
 }
 
 func (f *File) writeZerosRaw(fd int, off, n int64) error {

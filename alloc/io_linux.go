@@ -13,32 +13,27 @@ const iovMax = 1024
 // preadFull reads len(p) bytes at off, retrying on EINTR and short reads.
 // Reading past the end of the file is io.ErrUnexpectedEOF.
 func preadFull(fd int, p []byte, off int64) error {
-	for len(p) > 0 {
-		n, err := unix.Pread(fd, p, off)
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err != nil:
-			return err
-		case n == 0:
-			return io.ErrUnexpectedEOF
-		}
-		p, off = p[n:], off+int64(n)
-	}
-	return nil
+	return full(unix.Pread, fd, p, off, io.ErrUnexpectedEOF)
 }
 
 // pwriteFull writes p at off, retrying on EINTR and short writes.
 func pwriteFull(fd int, p []byte, off int64) error {
+	return full(unix.Pwrite, fd, p, off, io.ErrShortWrite)
+}
+
+// full calls sys (pread or pwrite) until all of p is done, retrying on
+// EINTR and resuming short transfers. A call that moves no byte returns
+// none (end of file, or a write that makes no progress).
+func full(sys func(fd int, p []byte, off int64) (int, error), fd int, p []byte, off int64, none error) error {
 	for len(p) > 0 {
-		n, err := unix.Pwrite(fd, p, off)
+		n, err := sys(fd, p, off)
 		switch {
 		case err == unix.EINTR:
 			continue
 		case err != nil:
 			return err
 		case n == 0:
-			return io.ErrShortWrite
+			return none
 		}
 		p, off = p[n:], off+int64(n)
 	}
@@ -108,24 +103,24 @@ func pwritevFull(fd int, iov *iovecs, bufs [][]byte, off int64) error {
 	return nil
 }
 
-// fallocate calls fallocate(2), retrying on EINTR.
-func fallocate(fd int, mode uint32, off, n int64) error {
+// ignoringEINTR calls fn until it returns something other than EINTR (as
+// the os package's helper of the same name does).
+func ignoringEINTR(fn func() error) error {
 	for {
-		err := unix.Fallocate(fd, mode, off, n)
-		if err != unix.EINTR {
+		if err := fn(); err != unix.EINTR {
 			return err
 		}
 	}
 }
 
+// fallocate calls fallocate(2), retrying on EINTR.
+func fallocate(fd int, mode uint32, off, n int64) error {
+	return ignoringEINTR(func() error { return unix.Fallocate(fd, mode, off, n) })
+}
+
 // fdatasync calls fdatasync(2), retrying on EINTR.
 func fdatasync(fd int) error {
-	for {
-		err := unix.Fdatasync(fd)
-		if err != unix.EINTR {
-			return err
-		}
-	}
+	return ignoringEINTR(func() error { return unix.Fdatasync(fd) })
 }
 
 const (
@@ -181,13 +176,7 @@ func scanData(fd int, size int64, mark func(start, end int64)) error {
 // and the total size of the filesystem holding fd.
 func hostStatfs(fd int) (free, bsize, total int64, err error) {
 	var st unix.Statfs_t
-	for {
-		err = unix.Fstatfs(fd, &st)
-		if err != unix.EINTR {
-			break
-		}
-	}
-	if err != nil {
+	if err := ignoringEINTR(func() error { return unix.Fstatfs(fd, &st) }); err != nil {
 		return 0, 0, 0, err
 	}
 	unit := st.Frsize // the unit of the block counts; older kernels leave it 0
@@ -200,10 +189,5 @@ func hostStatfs(fd int) (free, bsize, total int64, err error) {
 // startWriteback asks the kernel to start writing the dirty pages of
 // [off, off+n) without waiting (sync_file_range SYNC_FILE_RANGE_WRITE).
 func startWriteback(fd int, off, n int64) error {
-	for {
-		err := unix.SyncFileRange(fd, off, n, unix.SYNC_FILE_RANGE_WRITE)
-		if err != unix.EINTR {
-			return err
-		}
-	}
+	return ignoringEINTR(func() error { return unix.SyncFileRange(fd, off, n, unix.SYNC_FILE_RANGE_WRITE) })
 }
