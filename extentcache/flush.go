@@ -199,12 +199,15 @@ func (c *Cache) checkpointDueLocked(now time.Time) bool {
 // aligned): its Unsynced and UnsyncedZero bytes are durable, so their kept
 // pages are freed and their state cleared. c.mu must be held.
 func (c *Cache) releaseSyncedLocked(from, to int64) {
-	for !c.unsyncedSince.IsZero() && from < to {
-		r, ok := c.tree.FindFirst(from, retainedBits)
+	// A full sync without kept zeroings clears Unsynced in one bulk
+	// update at the end instead of one per range.
+	bulk := from == 0 && to == c.size && c.tree.Bytes(UnsyncedZero) == 0
+	for lo := from; !c.unsyncedSince.IsZero() && lo < to; {
+		r, ok := c.tree.FindFirst(lo, retainedBits)
 		if !ok || r.Start >= to {
 			break
 		}
-		s, e := max(r.Start, from), min(r.End, to)
+		s, e := max(r.Start, lo), min(r.End, to)
 		if r.Bits&Unsynced != 0 {
 			first, last := c.blockRange(s, e)
 			for b := first; b < last; b++ {
@@ -213,8 +216,13 @@ func (c *Cache) releaseSyncedLocked(from, to int64) {
 				c.freePageLocked(pg)
 			}
 		}
-		c.tree.Clear(s, e, retainedBits|ZeroKeep) // ZeroKeep: only on UnsyncedZero bytes here
-		from = e
+		if !bulk {
+			c.tree.Clear(s, e, retainedBits|ZeroKeep) // ZeroKeep: only on UnsyncedZero bytes here
+		}
+		lo = e
+	}
+	if bulk && c.tree.Bytes(Unsynced) > 0 {
+		c.tree.Clear(from, to, Unsynced)
 	}
 	if c.tree.Bytes(retainedBits) == 0 {
 		c.unsyncedSince = time.Time{}
