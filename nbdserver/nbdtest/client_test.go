@@ -19,41 +19,8 @@ func fakeServer(t *testing.T, conn net.Conn, reply func(w io.Writer, cookie uint
 	be := binary.BigEndian
 	go func() {
 		defer conn.Close()
-		g := be.AppendUint64(nil, nbdtest.MagicNBD)
-		g = be.AppendUint64(g, nbdtest.MagicIHaveOpt)
-		g = be.AppendUint16(g, nbdtest.FlagFixedNewstyle|nbdtest.FlagNoZeroes)
-		if _, err := conn.Write(g); err != nil {
+		if !fakeHandshake(conn) {
 			return
-		}
-		var flags [4]byte
-		if _, err := io.ReadFull(conn, flags[:]); err != nil {
-			return
-		}
-		optReply := func(opt, typ uint32, data []byte) {
-			b := be.AppendUint64(nil, nbdtest.MagicOptionReply)
-			b = be.AppendUint32(b, opt)
-			b = be.AppendUint32(b, typ)
-			b = be.AppendUint32(b, uint32(len(data)))
-			_, _ = conn.Write(append(b, data...))
-		}
-		for {
-			var hdr [16]byte
-			if _, err := io.ReadFull(conn, hdr[:]); err != nil {
-				return
-			}
-			opt, n := be.Uint32(hdr[8:]), be.Uint32(hdr[12:])
-			if _, err := io.CopyN(io.Discard, conn, int64(n)); err != nil {
-				return
-			}
-			if opt == nbdtest.OptGo {
-				info := be.AppendUint16(nil, nbdtest.InfoExport)
-				info = be.AppendUint64(info, 1<<20)
-				info = be.AppendUint16(info, nbdtest.TFlagHasFlags|nbdtest.TFlagSendFlush)
-				optReply(opt, nbdtest.RepInfo, info)
-				optReply(opt, nbdtest.RepAck, nil)
-				break
-			}
-			optReply(opt, nbdtest.RepAck, nil)
 		}
 		var req [28]byte
 		if _, err := io.ReadFull(conn, req[:]); err != nil {

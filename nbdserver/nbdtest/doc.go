@@ -4,7 +4,9 @@
 // It is written from the protocol document (NetworkBlockDevice/nbd
 // doc/proto.md), not from the server's code, and defines its own wire
 // constants (proto.go) rather than importing the server's, so that a
-// misreading of the spec on one side shows up as a test failure.
+// misreading of the spec on one side shows up as a test failure. Its
+// constants and errno table (errors.go) repeat the server's on purpose:
+// do not fold them into a shared package.
 //
 // # Layers
 //

@@ -71,47 +71,9 @@ func FuzzClientReplies(f *testing.F) {
 // replies verbatim and hangs up.
 func fuzzServer(conn net.Conn, replies []byte) {
 	defer conn.Close()
-	be := binary.BigEndian
 	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-	g := be.AppendUint64(nil, nbdtest.MagicNBD)
-	g = be.AppendUint64(g, nbdtest.MagicIHaveOpt)
-	g = be.AppendUint16(g, nbdtest.FlagFixedNewstyle|nbdtest.FlagNoZeroes)
-	if _, err := conn.Write(g); err != nil {
+	if !fakeHandshake(conn) {
 		return
-	}
-	var flags [4]byte
-	if _, err := io.ReadFull(conn, flags[:]); err != nil {
-		return
-	}
-	reply := func(opt, typ uint32, data []byte) {
-		b := be.AppendUint64(nil, nbdtest.MagicOptionReply)
-		b = be.AppendUint32(b, opt)
-		b = be.AppendUint32(b, typ)
-		b = be.AppendUint32(b, uint32(len(data)))
-		_, _ = conn.Write(append(b, data...))
-	}
-	for {
-		var hdr [16]byte
-		if _, err := io.ReadFull(conn, hdr[:]); err != nil {
-			return
-		}
-		opt := be.Uint32(hdr[8:])
-		if _, err := io.CopyN(io.Discard, conn, int64(be.Uint32(hdr[12:]))); err != nil {
-			return
-		}
-		switch opt {
-		case nbdtest.OptSetMetaContext:
-			reply(opt, nbdtest.RepMetaContext, append(be.AppendUint32(nil, 1), nbdtest.ContextBaseAllocation...))
-		case nbdtest.OptGo:
-			info := be.AppendUint16(nil, nbdtest.InfoExport)
-			info = be.AppendUint64(info, 1<<20)
-			info = be.AppendUint16(info, nbdtest.TFlagHasFlags|nbdtest.TFlagSendFlush)
-			reply(opt, nbdtest.RepInfo, info)
-		}
-		reply(opt, nbdtest.RepAck, nil)
-		if opt == nbdtest.OptGo {
-			break
-		}
 	}
 	// Requests: four 28-byte headers plus the 16-byte write payload.
 	if _, err := io.CopyN(io.Discard, conn, 4*28+16); err != nil {
