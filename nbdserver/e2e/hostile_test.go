@@ -273,17 +273,7 @@ func TestHostileHugeLengthNoPayload(t *testing.T) {
 // PAYLOAD_LEN beyond the maximum payload SHOULD make the server hang up.
 func TestHostileExtendedOversizePayload(t *testing.T) {
 	e, seed := seeded(t)
-	h := e.handshake()
-	if err := h.ExtendedHeaders(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h.Go("", nil); err != nil {
-		t.Fatal(err)
-	}
-	r, err := h.Raw()
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := e.rawAfter("", (*nbdtest.Handshake).ExtendedHeaders)
 	if err := r.WriteRequest(nbdtest.Request{Type: nbdtest.CmdWrite, Flags: nbdtest.CmdFlagPayloadLen, Cookie: 1, Length: 1 << 40}); err != nil {
 		t.Fatal(err)
 	}
@@ -300,17 +290,7 @@ func TestHostileExtendedOversizePayload(t *testing.T) {
 // connection.
 func TestHostileCompactHeaderAfterExtended(t *testing.T) {
 	e, seed := seeded(t)
-	h := e.handshake()
-	if err := h.ExtendedHeaders(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h.Go("", nil); err != nil {
-		t.Fatal(err)
-	}
-	r, err := h.Raw()
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := e.rawAfter("", (*nbdtest.Handshake).ExtendedHeaders)
 	if err := r.WriteRequestStyle(nbdtest.Request{Type: nbdtest.CmdRead, Cookie: 1, Length: 4096}, false); err != nil {
 		t.Fatal(err)
 	}

@@ -149,9 +149,19 @@ func (e *env) handshake() *nbdtest.Handshake {
 // returns a raw transmission connection.
 func (e *env) raw(export string, structured bool) *nbdtest.Raw {
 	e.t.Helper()
+	if !structured {
+		return e.rawAfter(export, nil)
+	}
+	return e.rawAfter(export, (*nbdtest.Handshake).StructuredReply)
+}
+
+// rawAfter runs negotiate (when not nil) on a new handshake, negotiates GO
+// for export and returns a raw transmission connection.
+func (e *env) rawAfter(export string, negotiate func(*nbdtest.Handshake) error) *nbdtest.Raw {
+	e.t.Helper()
 	h := e.handshake()
-	if structured {
-		if err := h.StructuredReply(); err != nil {
+	if negotiate != nil {
+		if err := negotiate(h); err != nil {
 			e.t.Fatal(err)
 		}
 	}
