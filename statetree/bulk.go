@@ -31,16 +31,12 @@ func (t *Tree) bulkApply(start, end int64, o op, a pos) (changed bool) {
 	for li := lo; li < hi; li++ {
 		in = append(in, s.leaves[li][:s.counts[li]]...)
 	}
-	gapBits := o.set &^ o.clear
+	gapBits, gapOwner := o.on(0, 0) // what a gap becomes
 	out := t.scratchOut[:0]
 	if gapBits != 0 {
 		// The output may approach its bound (every gap filled): size
 		// it once rather than by repeated doubling.
 		out = slices.Grow(out, 2*len(in)+2)
-	}
-	gapOwner := uint32(0)
-	if o.setOwner && gapBits != 0 {
-		gapOwner = o.owner
 	}
 	// emit appends r to out, merging it with the last record when they
 	// touch and are equal.
@@ -75,14 +71,7 @@ func (t *Tree) bulkApply(start, end int64, o op, a pos) (changed bool) {
 		if r.Start < ms {
 			emit(Range{r.Start, ms, r.Bits, r.Owner})
 		}
-		nb := (r.Bits | o.set) &^ o.clear
-		no := r.Owner
-		if o.setOwner {
-			no = o.owner
-		}
-		if nb == 0 {
-			no = 0
-		}
+		nb, no := o.on(r.Bits, r.Owner)
 		if nb != r.Bits || no != r.Owner {
 			changed = true
 			t.account(ms, me, r.Bits, r.Owner, nb, no, &o)

@@ -138,6 +138,18 @@ type op struct {
 	cs         *ChangeSet
 }
 
+// on returns what o makes of a byte holding bits and owner.
+func (o *op) on(bits Bits, owner uint32) (Bits, uint32) {
+	nb := (bits | o.set) &^ o.clear
+	if nb == 0 {
+		return 0, 0
+	}
+	if o.setOwner {
+		return nb, o.owner
+	}
+	return nb, owner
+}
+
 // Set adds bits b to every byte of [start,end) and sets their owner to
 // owner. Gaps are filled. A record that already has b and owner is left
 // untouched (no split).
@@ -231,11 +243,7 @@ func (t *Tree) apply(start, end int64, o op) {
 // record with its neighbours.
 func (t *Tree) applyInPlace(start, end int64, o op, p pos) (changed bool) {
 	s := &t.s
-	gapBits := o.set &^ o.clear
-	gapOwner := uint32(0)
-	if o.setOwner && gapBits != 0 {
-		gapOwner = o.owner
-	}
+	gapBits, gapOwner := o.on(0, 0) // what a gap becomes
 	for cur := start; cur < end; {
 		var r Range
 		have := false
@@ -260,14 +268,7 @@ func (t *Tree) applyInPlace(start, end int64, o op, p pos) (changed bool) {
 			continue
 		}
 		// r overlaps: r.Start <= cur < r.End.
-		nb := (r.Bits | o.set) &^ o.clear
-		no := r.Owner
-		if o.setOwner {
-			no = o.owner
-		}
-		if nb == 0 {
-			no = 0
-		}
+		nb, no := o.on(r.Bits, r.Owner)
 		pieceEnd := min(r.End, end)
 		if nb == r.Bits && no == r.Owner {
 			// Unchanged; its predecessor may have changed, so merge.
