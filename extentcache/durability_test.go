@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/extentd/extentd/device/faultdev"
 	"github.com/extentd/extentd/device/memdev"
 )
 
@@ -347,6 +348,45 @@ func TestCheckpointsFailing(t *testing.T) {
 		t.Fatalf("Flush once lower flushes work: %v", err)
 	}
 	if got := g.crashImage(t, 0, size); !bytes.Equal(got, model) {
+		t.Fatalf("crash image differs from the model at byte %d", firstDiff(got, model))
+	}
+}
+
+// TestFsyncgateFaultdev is TestFsyncgate over faultdev's Drop fault, with
+// writeback, trims and zeroes in the dropped set.
+func TestFsyncgateFaultdev(t *testing.T) {
+	const size = 1 << 20
+	m := memdev.New(size, memdev.Options{Crashable: true})
+	d := faultdev.New(m)
+	d.RecordUndo()
+	c := newTestCache(t, d, quietOptions(t))
+	model := make([]byte, size)
+	mustWrite(t, c, model, fill(1, 0, 512<<10), 0)
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, c, model, fill(2, 100<<10, 200<<10), 100<<10)
+	if err := c.Trim(384<<10, 64<<10); err != nil {
+		t.Fatal(err)
+	}
+	clear(model[384<<10 : 448<<10])
+	if err := c.Zero(256<<10, 8<<10, false); err != nil {
+		t.Fatal(err)
+	}
+	clear(model[256<<10 : 264<<10])
+	d.Inject(faultdev.OpFlush, faultdev.Drop, nil, 1)
+	if err := c.Flush(); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("Flush with a dropping lower flush: %v, want EIO", err)
+	}
+	verify(t, c, model, 0, size)
+	if err := c.Flush(); err != nil {
+		t.Fatalf("Flush after: %v", err)
+	}
+	got := make([]byte, size)
+	if _, err := m.Crash().ReadAt(got, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, model) {
 		t.Fatalf("crash image differs from the model at byte %d", firstDiff(got, model))
 	}
 }

@@ -42,6 +42,14 @@ const (
 	// Short (writes only) writes the first half of the data, then returns
 	// the error (io.ErrShortWrite if none was given) with the half count.
 	Short
+	// Drop (OpFlush and OpSync only) emulates a buffered file whose
+	// fdatasync fails on Linux ("fsyncgate"): every change made through
+	// the Dev since its last successful Flush or SyncRange is undone (the
+	// wrapped device gets back what it held then, as if the kernel had
+	// dropped the dirty pages and marked them clean), then the error is
+	// returned. It needs RecordUndo to have been called before those
+	// changes.
+	Drop
 )
 
 // Stats counts calls and injected faults per operation.
@@ -62,6 +70,16 @@ type Dev struct {
 	faults [numOps]fault
 	// +checklocks:mu
 	stats Stats
+	// +checklocks:mu
+	undo []undoRec // with recording: pre-images of changes since the last sync
+	// +checklocks:mu
+	recording bool
+}
+
+// undoRec is what [off, off+len(old)) held before a change.
+type undoRec struct {
+	off int64
+	old []byte
 }
 
 type fault struct {
@@ -111,6 +129,55 @@ func (d *Dev) ClearAll() {
 	d.mu.Unlock()
 }
 
+// RecordUndo makes the Dev keep the previous contents of every range it
+// writes, trims or zeroes until the next successful Flush or SyncRange, so
+// that a Drop fault can undo them. A successful SyncRange is treated as a
+// full sync (as alloc's fdatasync is). Changes to one range must not run
+// concurrently with each other (the cache never does that).
+func (d *Dev) RecordUndo() {
+	d.mu.Lock()
+	d.recording = true
+	d.mu.Unlock()
+}
+
+// saveUndo records the contents of [off, off+n) before a change.
+func (d *Dev) saveUndo(off, n int64) {
+	d.mu.Lock()
+	rec := d.recording
+	d.mu.Unlock()
+	if !rec || n <= 0 {
+		return
+	}
+	old := make([]byte, n)
+	if _, err := d.lower.ReadAt(old, off); err != nil {
+		return // the change will most likely fail too
+	}
+	d.mu.Lock()
+	d.undo = append(d.undo, undoRec{off, old})
+	d.mu.Unlock()
+}
+
+// synced ends a sync of the wrapped device: on success the recorded
+// changes are durable; on a Drop fault they are undone, newest first.
+func (d *Dev) synced(kind Kind, err error) error {
+	d.mu.Lock()
+	undo := d.undo
+	d.undo = nil
+	d.mu.Unlock()
+	if err == nil || kind != Drop {
+		if err != nil { // a plain failure: nothing dropped, still unsynced
+			d.mu.Lock()
+			d.undo = append(undo, d.undo...)
+			d.mu.Unlock()
+		}
+		return err
+	}
+	for i := len(undo) - 1; i >= 0; i-- {
+		_, _ = d.lower.WriteAt(undo[i].old, undo[i].off)
+	}
+	return err
+}
+
 // Stats returns a copy of the counters.
 func (d *Dev) Stats() Stats {
 	d.mu.Lock()
@@ -148,6 +215,7 @@ func (d *Dev) ReadAt(p []byte, off int64) (int, error) {
 // WriteAt writes to the wrapped device unless a write fault is pending.
 func (d *Dev) WriteAt(p []byte, off int64) (int, error) {
 	kind, err := d.take(OpWrite)
+	d.saveUndo(off, int64(len(p)))
 	if err != nil {
 		if kind == Short && len(p) > 1 {
 			n, _ := d.lower.WriteAt(p[:len(p)/2], off)
@@ -163,6 +231,11 @@ func (d *Dev) WriteAt(p []byte, off int64) (int, error) {
 // the first half of the buffers.
 func (d *Dev) WriteVAt(bufs [][]byte, off int64) (int, error) {
 	kind, err := d.take(OpWrite)
+	var n int64
+	for _, b := range bufs {
+		n += int64(len(b))
+	}
+	d.saveUndo(off, n)
 	if err != nil {
 		if kind == Short && len(bufs) > 0 {
 			half := bufs[:(len(bufs)+1)/2]
@@ -195,24 +268,25 @@ func (d *Dev) writeV(bufs [][]byte, off int64) (int, error) {
 	return total, nil
 }
 
-// Flush flushes the wrapped device unless a flush fault is pending.
+// Flush flushes the wrapped device unless a flush fault is pending (see
+// Drop for what a Drop fault does).
 func (d *Dev) Flush() error {
-	if _, err := d.take(OpFlush); err != nil {
-		return err
+	if kind, err := d.take(OpFlush); err != nil {
+		return d.synced(kind, err)
 	}
-	return d.lower.Flush()
+	return d.synced(Fail, d.lower.Flush())
 }
 
 // SyncRange syncs the range on the wrapped device (or flushes it) unless a
 // sync fault is pending.
 func (d *Dev) SyncRange(off, n int64) error {
-	if _, err := d.take(OpSync); err != nil {
-		return err
+	if kind, err := d.take(OpSync); err != nil {
+		return d.synced(kind, err)
 	}
 	if s, ok := d.lower.(device.RangeSyncer); ok {
-		return s.SyncRange(off, n)
+		return d.synced(Fail, s.SyncRange(off, n))
 	}
-	return d.lower.Flush()
+	return d.synced(Fail, d.lower.Flush())
 }
 
 // Allocate allocates on the wrapped device if it can, unless an allocate
@@ -233,6 +307,7 @@ func (d *Dev) Trim(off, n int64) error {
 		return err
 	}
 	if t, ok := d.lower.(device.Trimmer); ok {
+		d.saveUndo(off, n)
 		return t.Trim(off, n)
 	}
 	return fmt.Errorf("faultdev: trim: %w", device.ErrNotSupported)
@@ -244,6 +319,7 @@ func (d *Dev) Zero(off, n int64, mayTrim bool) error {
 		return err
 	}
 	if z, ok := d.lower.(device.Zeroer); ok {
+		d.saveUndo(off, n)
 		return z.Zero(off, n, mayTrim)
 	}
 	return fmt.Errorf("faultdev: zero: %w", device.ErrNotSupported)

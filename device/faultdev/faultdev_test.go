@@ -96,3 +96,58 @@ func TestCapabilitiesForwarded(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestDrop: a Drop fault on Flush or SyncRange undoes every change since
+// the last successful sync (writes, vectored writes, trims, zeroes) and
+// fails once; a plain failure keeps the changes pending; the crash image of
+// a crashable memdev below never holds the dropped data.
+func TestDrop(t *testing.T) {
+	for _, op := range []Op{OpFlush, OpSync} {
+		t.Run(op.String(), func(t *testing.T) {
+			m := memdev.New(1<<16, memdev.Options{Crashable: true})
+			d := New(m)
+			d.RecordUndo()
+			sync := func() error {
+				if op == OpFlush {
+					return d.Flush()
+				}
+				return d.SyncRange(0, 1<<16)
+			}
+			a := bytes.Repeat([]byte{1}, 8192)
+			if _, err := d.WriteAt(a, 0); err != nil {
+				t.Fatal(err)
+			}
+			if err := sync(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := d.WriteVAt([][]byte{bytes.Repeat([]byte{2}, 4096), bytes.Repeat([]byte{3}, 4096)}, 4096); err != nil {
+				t.Fatal(err)
+			}
+			if err := d.Trim(0, 4096); err != nil {
+				t.Fatal(err)
+			}
+			if err := d.Zero(12288, 4096, false); err != nil {
+				t.Fatal(err)
+			}
+			d.Inject(op, Fail, nil, 1) // plain failure: nothing dropped
+			if err := sync(); !errors.Is(err, syscall.EIO) {
+				t.Fatalf("sync with Fail: %v", err)
+			}
+			d.Inject(op, Drop, nil, 1)
+			if err := sync(); !errors.Is(err, syscall.EIO) {
+				t.Fatalf("sync with Drop: %v", err)
+			}
+			want := append(append([]byte(nil), a...), make([]byte, 8192)...)
+			got := make([]byte, len(want))
+			if _, err := d.ReadAt(got, 0); err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("after Drop lower holds %v... (err %v), want the last synced data", got[:16], err)
+			}
+			if err := sync(); err != nil {
+				t.Fatalf("sync after Drop: %v", err)
+			}
+			if _, err := m.Crash().ReadAt(got, 0); err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("crash image after Drop differs (err %v)", err)
+			}
+		})
+	}
+}
