@@ -144,20 +144,10 @@ func TestDeviceErrors(t *testing.T) {
 // handshake gets NBD_REP_ERR_SHUTDOWN or is closed.
 func TestShutdownInFlight(t *testing.T) {
 	dev := memdev.New(defaultSize, memdev.Options{})
-	srv, err := nbdserver.New(nbdserver.Options{
+	srv, addr, served := serve(t, "tcp", nbdserver.Options{
 		Exports: []nbdserver.Export{{Name: "", Device: dev, MultiConn: true}},
 		Logger:  zaptest.NewLogger(t),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(l) }()
-	addr := l.Addr().String()
 
 	c, err := nbdtest.Dial(context.Background(), "tcp", addr, defaultOpts())
 	if err != nil {
@@ -222,13 +212,8 @@ func TestShutdownInFlight(t *testing.T) {
 		}
 	}
 	t.Logf("%d of %d writes acknowledged before shutdown", acked, len(calls))
-	select {
-	case err := <-served:
-		if !errors.Is(err, nbdserver.ErrServerClosed) {
-			t.Fatalf("Serve: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Serve did not return")
+	if err := serveResult(served); err != nil {
+		t.Fatal(err)
 	}
 	// An option after Shutdown: NBD_REP_ERR_SHUTDOWN, or the connection
 	// is gone.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -107,20 +106,10 @@ func TestOverflowRanges(t *testing.T) {
 // write; no panic or race, Shutdown returns, Serve returns
 // ErrServerClosed.
 func TestShutdownUnderLoad(t *testing.T) {
-	srv, err := nbdserver.New(nbdserver.Options{
+	srv, addr, served := serve(t, "tcp", nbdserver.Options{
 		Exports: []nbdserver.Export{{Name: "", Device: memdev.New(defaultSize, memdev.Options{}), MultiConn: true}},
 		Logger:  zaptest.NewLogger(t),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(l) }()
-	addr := l.Addr().String()
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for g := 0; g < 8; g++ {
@@ -156,13 +145,8 @@ func TestShutdownUnderLoad(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
-	select {
-	case err := <-served:
-		if !errors.Is(err, nbdserver.ErrServerClosed) {
-			t.Fatalf("Serve: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Serve did not return")
+	if err := serveResult(served); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -67,6 +67,23 @@ func startEnv(t testing.TB, network string, cfgs ...envConfig) *env {
 // that shuts it down and checks that Serve returned ErrServerClosed.
 func startServer(t testing.TB, network string, opts nbdserver.Options) (addr string, cleanup func()) {
 	t.Helper()
+	srv, addr, served := serve(t, network, opts)
+	return addr, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		if err := serveResult(served); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// serve starts a server with opts on network as startServer does, leaving
+// its shutdown to the caller: Serve's result arrives on served.
+func serve(t testing.TB, network string, opts nbdserver.Options) (srv *nbdserver.Server, addr string, served <-chan error) {
+	t.Helper()
 	srv, err := nbdserver.New(opts)
 	if err != nil {
 		t.Fatalf("nbdserver.New: %v", err)
@@ -79,22 +96,22 @@ func startServer(t testing.TB, network string, opts nbdserver.Options) (addr str
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(l) }()
-	return l.Addr().String(), func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
+	ch := make(chan error, 1)
+	go func() { ch <- srv.Serve(l) }()
+	return srv, l.Addr().String(), ch
+}
+
+// serveResult waits up to 10 s for Serve to return after Shutdown and
+// returns nil if it returned ErrServerClosed.
+func serveResult(served <-chan error) error {
+	select {
+	case err := <-served:
+		if !errors.Is(err, nbdserver.ErrServerClosed) {
+			return fmt.Errorf("Serve returned %v, want ErrServerClosed", err)
 		}
-		select {
-		case err := <-served:
-			if !errors.Is(err, nbdserver.ErrServerClosed) {
-				t.Errorf("Serve returned %v, want ErrServerClosed", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("Serve did not return after Shutdown")
-		}
+		return nil
+	case <-time.After(10 * time.Second):
+		return errors.New("Serve did not return after Shutdown")
 	}
 }
 
