@@ -11,7 +11,12 @@ import (
 // directory; cleanup checks the Space invariants and closes it.
 func openTest(tb testing.TB, size int64, opts Options) *File {
 	tb.Helper()
-	path := filepath.Join(tb.TempDir(), "disk.img")
+	return openTestAt(tb, filepath.Join(tb.TempDir(), "disk.img"), size, opts)
+}
+
+// openTestAt is openTest with the image at path.
+func openTestAt(tb testing.TB, path string, size int64, opts Options) *File {
+	tb.Helper()
 	opts.Size, opts.Create = size, true
 	if opts.Logger == nil {
 		opts.Logger = zaptest.NewLogger(tb)

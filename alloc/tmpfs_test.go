@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap/zaptest"
 	"golang.org/x/sys/unix"
 
 	"github.com/extentd/extentd/device"
@@ -42,16 +41,7 @@ func mountTmpfs(t *testing.T, size string) string {
 // written before reads back; releasing makes room again.
 func TestThinOvercommitTmpfs(t *testing.T) {
 	dir := mountTmpfs(t, "64m")
-	f, err := Open(filepath.Join(dir, "disk.img"), Options{Create: true, Size: 1 << 30, Logger: zaptest.NewLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := f.Space().Check(); err != nil {
-			t.Error(err)
-		}
-		f.Close()
-	})
+	f := openTestAt(t, filepath.Join(dir, "disk.img"), 1<<30, Options{})
 	sp := f.Space()
 	st := sp.Stats()
 	if st.Capacity <= 0 || st.Capacity > 64<<20 || st.Capacity < 60<<20 {
@@ -140,19 +130,7 @@ func TestThinOvercommitTmpfs(t *testing.T) {
 // before still reads back, and the next Reserve sees the real free space.
 func TestHostENOSPCOnWrite(t *testing.T) {
 	dir := mountTmpfs(t, "64m")
-	f, err := Open(filepath.Join(dir, "disk.img"), Options{
-		Create: true, Size: 1 << 30, ReserveMargin: NoReserveMargin,
-		StatfsInterval: time.Hour, Logger: zaptest.NewLogger(t),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := f.Space().Check(); err != nil {
-			t.Error(err)
-		}
-		f.Close()
-	})
+	f := openTestAt(t, filepath.Join(dir, "disk.img"), 1<<30, Options{ReserveMargin: NoReserveMargin, StatfsInterval: time.Hour})
 	data := bytes.Repeat([]byte{0x5a}, 4<<20)
 	if _, err := f.WriteAt(data, 0); err != nil {
 		t.Fatal(err)
@@ -163,7 +141,7 @@ func TestHostENOSPCOnWrite(t *testing.T) {
 	statsBefore := f.Space().Stats()
 	extentsBefore := collectExtents(t, f, 0, 1<<30)
 
-	_, err = f.WriteAt(bytes.Repeat([]byte{1}, 1<<20), 512<<20)
+	_, err := f.WriteAt(bytes.Repeat([]byte{1}, 1<<20), 512<<20)
 	if !errors.Is(err, syscall.ENOSPC) || !errors.Is(err, device.ErrNoSpace) {
 		t.Fatalf("WriteAt on a full host: %v, want ENOSPC and device.ErrNoSpace", err)
 	}
