@@ -190,9 +190,13 @@ func (c *Cache) checkpointDueLocked(now time.Time) bool {
 	if c.unsyncedSince.IsZero() || now.Before(c.checkpointAt) {
 		return false
 	}
-	kept := c.tree.Bytes(Unsynced) >> c.shift
-	return kept > 0 && kept >= int64(max(1, c.maxPages/4)) ||
-		now.Sub(c.unsyncedSince) >= c.opts.WritebackAge
+	return c.keptOverLimitLocked() || now.Sub(c.unsyncedSince) >= c.opts.WritebackAge
+}
+
+// keptOverLimitLocked reports whether kept pages reach a quarter of
+// MaxDirty. c.mu must be held.
+func (c *Cache) keptOverLimitLocked() bool {
+	return c.tree.Bytes(Unsynced)>>c.shift >= int64(max(1, c.maxPages/4))
 }
 
 // releaseSyncedLocked ends a successful sync of [from, to) (block

@@ -405,8 +405,8 @@ func (c *Cache) completeLocked(j *job, err error) {
 	c.inflight--
 	c.freeJobLocked(j)
 	c.cond.Broadcast()
-	if !keep && c.checkpointDueLocked(time.Now()) {
-		c.kick()
+	if !keep && c.keptOverLimitLocked() {
+		c.kick() // a checkpoint is due (age is left to the ticker)
 	}
 	c.invariantLocked()
 	if c.log.Core().Enabled(zap.DebugLevel) {
