@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"go.uber.org/zap"
@@ -62,6 +63,11 @@ func startAdmin(addr string, m *metrics.Metrics, exports []*export, listeners []
 	listen := uris(listeners, "")
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m.Handler())
+	// Profiling, for the same operators the metrics are for: the admin
+	// address is loopback by default.
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("GET "+infoPath, func(w http.ResponseWriter, r *http.Request) {
 		info := serverInfo{
 			Version: version, Pid: pid(), StartTime: start.UTC(),
