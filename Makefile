@@ -31,7 +31,7 @@ TEST_COMMANDS := fio nbdkit nbdinfo nbdsh nbdcopy nbdfuse fusermount3 mkfs.xfs m
 
 -include $(sort $(wildcard */*.mk */*/*.mk))
 
-.PHONY: all build test check invariants race lint fmt vet staticcheck fuzz-smoke bench tools clean help
+.PHONY: all build test check invariants race lint fmt vet staticcheck fuzz-smoke bench bench-servers bench-go tools clean help
 
 all: build
 
@@ -44,6 +44,8 @@ help:
 	@echo "make lint        gofmt check, go vet, staticcheck"
 	@echo "make fuzz-smoke  every Fuzz target for FUZZTIME=$(FUZZTIME)"
 	@echo "make bench       go benchmarks (BENCH=$(BENCH), BENCHTIME=$(BENCHTIME))"
+	@echo "make bench-servers  fio over NBD: extentd vs nbdkit, qemu-nbd, nbd-server (BENCH_ARGS=--quick)"
+	@echo "make bench-go    go benchmarks with benchstat (bench/gobench.sh)"
 	@echo "make tools       apt-get install the test tools that are missing (root only)"
 
 build:
@@ -110,6 +112,15 @@ fuzz-smoke:
 
 bench:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) -count=1 $(PKGS)
+
+# extentd against nbdkit, qemu-nbd and nbd-server with fio over NBD, interleaved
+# (about 12-20 minutes; installs nothing). BENCH_ARGS="--quick" for a smoke run.
+bench-servers:
+	bench/run.sh $(BENCH_ARGS)
+
+# The Go benchmarks summarised with benchstat (bench/gobench.sh).
+bench-go:
+	bench/gobench.sh $(BENCH_GO_ARGS)
 
 clean:
 	rm -rf bin
