@@ -98,14 +98,18 @@ type Cache struct {
 	vw      vectorWriter     // nil if lower has no WriteVAt
 	alloc   allocator        // nil if lower cannot allocate
 	starter writebackStarter // nil if lower has no StartWriteback
-	clean   *ristretto.Cache[uint64, []byte]
-	door    *doorkeeper    // with clean: admits a block on its second miss
-	done    chan struct{}  // closed to stop the writeback goroutine
-	wake    chan struct{}  // cap 1: wakes the writeback goroutine
-	jobq    chan *job      // claimed jobs for the I/O workers; closed when run exits
-	wg      sync.WaitGroup // the writeback goroutine and its I/O workers
-	genMask uint64
-	st      counters
+	ext     device.Extenter  // nil if lower cannot tell holes
+	// zeroPages are the pages of filled holes: windows on one zero buffer
+	// of FillGap bytes, read-only.
+	zeroPages []*page
+	clean     *ristretto.Cache[uint64, []byte]
+	door      *doorkeeper    // with clean: admits a block on its second miss
+	done      chan struct{}  // closed to stop the writeback goroutine
+	wake      chan struct{}  // cap 1: wakes the writeback goroutine
+	jobq      chan *job      // claimed jobs for the I/O workers; closed when run exits
+	wg        sync.WaitGroup // the writeback goroutine and its I/O workers
+	genMask   uint64
+	st        counters
 
 	mu sync.Mutex // guards the following
 	// +checklocks:mu
@@ -167,6 +171,7 @@ type Cache struct {
 // page is one block of dirty data.
 type page struct {
 	buf      []byte // BlockSize bytes; cap may reach further into the same chunk
+	fill     bool   // one of Cache.zeroPages: zeros for a filled hole, never in the index
 	wb       bool   // held by an in-flight writeback: never written while set
 	unsynced bool   // written back, kept until a lower sync (block is Unsynced)
 }
@@ -227,6 +232,13 @@ func New(lower device.Device, opts Options) (*Cache, error) {
 	}
 	if s, ok := lower.(writebackStarter); ok {
 		c.starter = s
+	}
+	if e, ok := lower.(device.Extenter); ok && opts.FillGap > 0 {
+		c.ext = e
+		zeros := make([]byte, opts.FillGap)
+		for off := int64(0); off < opts.FillGap; off += c.bs {
+			c.zeroPages = append(c.zeroPages, &page{buf: zeros[off : off+c.bs], fill: true})
+		}
 	}
 	if opts.CacheSize > 0 {
 		n := opts.CacheSize / opts.BlockSize
@@ -391,6 +403,7 @@ func isNoSpace(err error) bool {
 type counters struct {
 	hits, misses     atomic.Uint64
 	wbIOs, wbBytes   atomic.Uint64
+	wbFilled         atomic.Uint64
 	wbErrors         atomic.Uint64
 	zeroIOs          atomic.Uint64
 	flushes, flushNs atomic.Uint64

@@ -44,7 +44,8 @@ type Options struct {
 	MaxDirty int64
 
 	// DirtyBackground is the dirty byte count above which writeback starts
-	// without a flush or expiry. Default MaxDirty/4.
+	// without a flush or expiry. Default MaxDirty/2 (the kernel's
+	// dirty_background_ratio is half its dirty_ratio).
 	DirtyBackground int64
 
 	// MaxWritebackIO is the largest backing write in bytes, and the
@@ -52,8 +53,15 @@ type Options struct {
 	// BlockSize.
 	MaxWritebackIO int64
 
+	// FillGap is the largest hole between two dirty runs of one writeback
+	// cluster that writeback fills with zeros, so that the runs go out in
+	// one write and land in one extent. The zeros written never exceed the
+	// cluster's dirty bytes. Default 64 KiB; negative disables; a multiple
+	// of BlockSize, at most MaxWritebackIO.
+	FillGap int64
+
 	// WritebackAge is how long dirty data may stay in memory before
-	// writeback starts for it. Default 5 s.
+	// writeback starts for it. Default 30 s, the kernel's dirty_expire.
 	WritebackAge time.Duration
 
 	// WritebackInFlight is the number of backing I/Os writeback keeps in
@@ -84,7 +92,8 @@ const (
 	defaultCacheSize        = 64 << 20
 	defaultMaxDirty         = 256 << 20
 	defaultMaxWritebackIO   = 8 << 20
-	defaultWritebackAge     = 5 * time.Second
+	defaultFillGap          = 64 << 10
+	defaultWritebackAge     = 30 * time.Second
 	defaultInFlight         = 4
 	defaultRetryBackoff     = 20 * time.Millisecond
 	defaultStallTimeout     = 60 * time.Second
@@ -104,11 +113,14 @@ func (o *Options) EnsureDefaults() {
 	if o.MaxWritebackIO == 0 {
 		o.MaxWritebackIO = defaultMaxWritebackIO
 	}
+	if o.FillGap == 0 {
+		o.FillGap = max(min(defaultFillGap, o.MaxWritebackIO)/o.BlockSize*o.BlockSize, o.BlockSize)
+	}
 	if o.MaxDirty == 0 {
 		o.MaxDirty = max(defaultMaxDirty, minMaxDirtyPerWriteback*o.MaxWritebackIO)
 	}
 	if o.DirtyBackground == 0 {
-		o.DirtyBackground = o.MaxDirty / 4
+		o.DirtyBackground = o.MaxDirty / 2
 	}
 	if o.WritebackAge == 0 {
 		o.WritebackAge = defaultWritebackAge
@@ -142,6 +154,8 @@ func (o *Options) Validate() error {
 		return bad("MaxDirty %d must be at least %d*MaxWritebackIO (%d)", o.MaxDirty, minMaxDirtyPerWriteback, o.MaxWritebackIO)
 	case o.DirtyBackground < 0 || o.DirtyBackground > o.MaxDirty:
 		return bad("DirtyBackground %d must lie in [0, MaxDirty %d]", o.DirtyBackground, o.MaxDirty)
+	case o.FillGap > 0 && (o.FillGap%o.BlockSize != 0 || o.FillGap > o.MaxWritebackIO):
+		return bad("FillGap %d must be a multiple of BlockSize %d and at most MaxWritebackIO %d", o.FillGap, o.BlockSize, o.MaxWritebackIO)
 	case o.WritebackAge < 0:
 		return bad("WritebackAge %v must be >= 0", o.WritebackAge)
 	case o.WritebackInFlight < 1 || o.WritebackInFlight > 1024:

@@ -21,7 +21,8 @@ type Stats struct {
 	WriterWaits  uint64 // times a writer waited for memory (back-pressure)
 
 	WritebackIOs    uint64                 // backing data writes
-	WritebackBytesW uint64                 // bytes written back
+	WritebackBytesW uint64                 // bytes written back (filled holes included)
+	WritebackFilled uint64                 // bytes of holes written as zeros to join dirty runs (FillGap)
 	WritebackSizes  [NumSizeBuckets]uint64 // WritebackSizes[i]: I/Os of ≤ 4 KiB<<i (last: larger)
 	ZeroIOs         uint64                 // backing trims/zeroes
 	WritebackErrors uint64                 // failed writeback I/Os
@@ -54,6 +55,7 @@ func (c *Cache) Stats() Stats {
 	s.Hits, s.Misses = c.st.hits.Load(), c.st.misses.Load()
 	s.WriterWaits = c.st.waits.Load()
 	s.WritebackIOs, s.WritebackBytesW = c.st.wbIOs.Load(), c.st.wbBytes.Load()
+	s.WritebackFilled = c.st.wbFilled.Load()
 	for i := range s.WritebackSizes {
 		s.WritebackSizes[i] = c.st.wbSizes[i].Load()
 	}

@@ -42,7 +42,8 @@ type job struct {
 	keep       bool    // with zero: keep the range allocated (ZeroKeep)
 	background bool    // claimed by background writeback, not a flush
 	syncFails  uint64  // Cache.syncFails when claimed
-	pages      []*page // with !zero: the page of each block, in order
+	pages      []*page // with !zero: the page of each block, in order (zero pages for filled holes)
+	filled     int64   // bytes of holes filled with zeros (fillGapsLocked)
 	bufs       [][]byte
 }
 
@@ -193,15 +194,8 @@ func (c *Cache) claimLocked(r statetree.Range, at int64, background bool) (end i
 		}
 		j.start, j.end = s, e
 		c.tree.Convert(s, e, statetree.Writeback, statetree.Dirty)
-		first, last := c.blockRange(s, e)
-		for b := first; b < last; b++ {
-			pg := c.index.get(b)
-			if pg == nil || pg.wb {
-				panic(fmt.Sprintf("extentcache: invariant: dirty block %d has no free page", b))
-			}
-			pg.wb = true
-			j.pages = append(j.pages, pg)
-		}
+		c.takePagesLocked(j, s, e)
+		c.fillGapsLocked(j)
 	} else {
 		// A Zeroed run of one kind, without Writeback, from r onwards.
 		kind := r.Bits & ZeroKeep
@@ -220,6 +214,84 @@ func (c *Cache) claimLocked(r statetree.Range, at int64, background bool) (end i
 	end = j.end // j belongs to an I/O worker from here on
 	c.jobq <- j // never blocks: at most WritebackInFlight jobs exist
 	return end, true
+}
+
+// takePagesLocked appends the pages of the claimed dirty blocks of [s, e)
+// to j and marks them held. c.mu must be held.
+func (c *Cache) takePagesLocked(j *job, s, e int64) {
+	first, last := c.blockRange(s, e)
+	for b := first; b < last; b++ {
+		pg := c.index.get(b)
+		if pg == nil || pg.wb {
+			panic(fmt.Sprintf("extentcache: invariant: dirty block %d has no free page", b))
+		}
+		pg.wb = true
+		j.pages = append(j.pages, pg)
+	}
+}
+
+// fillGapsLocked grows data job j forwards over small holes: while the
+// next claimable dirty run of j's aligned window lies at most FillGap bytes
+// past j's end, and the bytes between are a hole in lower with no state in
+// the cache (nothing dirty, zeroed, reserved or in flight), j writes zeros
+// there and goes on with that run. The zeros cost bytes (never more than
+// the dirty bytes of j) and buy one write and one extent where there would
+// have been many: random writes that left a block or two between them end
+// up contiguous in the image. The holes get Writeback for the time of the
+// I/O, so a write to them meanwhile waits for its own writeback, and space
+// reserved for them (all or nothing per hole; a hole that does not fit ends
+// the growth). c.mu must be held.
+func (c *Cache) fillGapsLocked(j *job) {
+	if c.opts.FillGap <= 0 || c.ext == nil {
+		return
+	}
+	win := c.opts.MaxWritebackIO
+	limit := min(j.start-j.start%win+win, c.size)
+	dirty := j.end - j.start
+	for j.end < limit {
+		r, ok := c.tree.FindFirst(j.end, statetree.Dirty)
+		if !ok || r.Start >= limit {
+			return
+		}
+		gs, ge := j.end, r.Start
+		next := min(r.End, limit)
+		if ge < gs || r.Bits&(statetree.Writeback|statetree.Locked) != 0 {
+			return
+		}
+		if ge > gs {
+			if ge-gs > c.opts.FillGap || j.filled+ge-gs > dirty+next-ge ||
+				c.tree.TestAny(gs, ge, ^statetree.Bits(0)) || !c.holeLocked(gs, ge) {
+				return
+			}
+			if sp := c.opts.Space; sp != nil {
+				if _, err := sp.Reserve(gs, ge-gs); err != nil {
+					return
+				}
+			}
+			c.tree.Set(gs, ge, statetree.Writeback, 0)
+		}
+		c.tree.Convert(ge, next, statetree.Writeback, statetree.Dirty)
+		// The holes' pages are windows on one zero buffer: consecutive
+		// zero blocks are consecutive in memory, so their iovecs merge.
+		for i := int64(0); i < (ge-gs)>>c.shift; i++ {
+			j.pages = append(j.pages, c.zeroPages[i])
+		}
+		c.takePagesLocked(j, ge, next)
+		j.filled += ge - gs
+		c.st.wbFilled.Add(uint64(ge - gs))
+		dirty += next - ge
+		j.end = next
+	}
+}
+
+// holeLocked reports whether lower reports [off, end) as one hole.
+func (c *Cache) holeLocked(off, end int64) bool {
+	hole := false
+	err := c.ext.Extents(off, end-off, func(e device.Extent) bool {
+		hole = e.Flags&device.Hole != 0 && e.Off <= off && e.Off+e.Len >= end
+		return false
+	})
+	return err == nil && hole
 }
 
 // worker performs writeback jobs until jobq is closed. There are
@@ -400,7 +472,10 @@ func (c *Cache) completeLocked(j *job, err error) {
 		if err == nil {
 			clr |= statetree.Delalloc // lower allocated it
 		}
-		if c.allCurrentLocked(j) {
+		if keep && j.filled > 0 {
+			c.releaseFillsLocked(j)
+		}
+		if j.filled == 0 && c.allCurrentLocked(j) {
 			// The common case: one tree update for the whole cluster.
 			for _, pg := range j.pages {
 				pg.wb, pg.unsynced = false, !keep
@@ -430,6 +505,16 @@ func (c *Cache) completeRunsLocked(j *job, set, clr statetree.Bits, keep bool) {
 	runStart := int64(-1)
 	for i, pg := range j.pages {
 		b := first + int64(i)
+		if pg.fill {
+			// A filled hole: zeros in lower whether or not the write
+			// happened, so nothing to keep; a write there meanwhile is
+			// Dirty with its own page and stays so.
+			if runStart >= 0 {
+				c.tree.Set(runStart<<c.shift, b<<c.shift, set, 0)
+				runStart = -1
+			}
+			continue
+		}
 		if c.index.get(b) == pg {
 			pg.wb, pg.unsynced = false, !keep
 			if runStart < 0 {
@@ -447,6 +532,22 @@ func (c *Cache) completeRunsLocked(j *job, set, clr statetree.Bits, keep bool) {
 		c.tree.Set(runStart<<c.shift, j.end, set, 0)
 	}
 	c.tree.Clear(j.start, j.end, clr)
+}
+
+// releaseFillsLocked drops the space reserved for the filled holes of
+// failed job j, except where a write since then relies on it (Delalloc).
+// c.mu must be held.
+func (c *Cache) releaseFillsLocked(j *job) {
+	sp := c.opts.Space
+	if sp == nil {
+		return
+	}
+	for i, pg := range j.pages {
+		off := j.start + int64(i)<<c.shift
+		if r, ok := c.tree.Get(off); pg.fill && (!ok || r.Bits&statetree.Delalloc == 0) {
+			sp.Release(off, c.bs)
+		}
+	}
 }
 
 // allCurrentLocked reports whether every page of data job j is still the

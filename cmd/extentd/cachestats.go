@@ -23,6 +23,7 @@ func newCache(lower device.Device, r resolved, space *alloc.Space, log *zap.Logg
 		MaxDirty:          int64(r.MaxDirty),
 		DirtyBackground:   int64(r.DirtyBackground),
 		MaxWritebackIO:    int64(r.MaxWritebackIO),
+		FillGap:           fillGapOption(r.FillGap),
 		WritebackAge:      time.Duration(r.WritebackAge),
 		WritebackInFlight: r.WritebackInFlight,
 		Logger:            log,
@@ -33,6 +34,18 @@ func newCache(lower device.Device, r resolved, space *alloc.Space, log *zap.Logg
 	return extentcache.New(lower, opts)
 }
 
+// fillGapOption maps the fill-gap setting to extentcache.Options.FillGap:
+// unset keeps the default, 0 disables.
+func fillGapOption(v *Size) int64 {
+	switch {
+	case v == nil:
+		return 0
+	case *v == 0:
+		return -1
+	}
+	return int64(*v)
+}
+
 // fillCacheStats copies the cache's counters into s.
 func fillCacheStats(s *metrics.ExportStats, c cacheLayer) {
 	cs := c.Stats()
@@ -41,6 +54,7 @@ func fillCacheStats(s *metrics.ExportStats, c cacheLayer) {
 	s.Cached = cs.PageBytes + cs.CachedBytes
 	s.CacheHits, s.CacheMisses = cs.Hits, cs.Misses
 	s.WriterWaits = cs.WriterWaits
+	s.FilledBytes = cs.WritebackFilled
 	s.WritebackErrors = cs.WritebackErrors
 	s.WritebackError = cs.StickyErr != nil
 }

@@ -84,6 +84,7 @@ type ExportConfig struct {
 	MaxDirty          Size     `yaml:"max-dirty,omitempty"`
 	DirtyBackground   Size     `yaml:"dirty-background,omitempty"`
 	MaxWritebackIO    Size     `yaml:"max-writeback-io,omitempty"`
+	FillGap           *Size    `yaml:"fill-gap,omitempty"`
 	WritebackAge      Duration `yaml:"writeback-age,omitempty"`
 	WritebackInFlight int      `yaml:"writeback-inflight,omitempty"`
 	ThinLimit         Size     `yaml:"thin-limit,omitempty"`
@@ -202,6 +203,9 @@ func (c *Config) resolveExports() ([]resolved, error) {
 		r.MaxDirty = pick(e.MaxDirty, d.MaxDirty)
 		r.DirtyBackground = pick(e.DirtyBackground, d.DirtyBackground)
 		r.MaxWritebackIO = pick(e.MaxWritebackIO, d.MaxWritebackIO)
+		if r.FillGap == nil {
+			r.FillGap = d.FillGap
+		}
 		r.WritebackAge = pick(e.WritebackAge, d.WritebackAge)
 		r.WritebackInFlight = pick(e.WritebackInFlight, d.WritebackInFlight)
 		r.ThinLimit = pick(e.ThinLimit, d.ThinLimit)
@@ -228,6 +232,20 @@ func (c *Config) resolveExports() ([]resolved, error) {
 		seen[r.Name] = true
 		images[r.Image] = pick(r.Name, `""`)
 		out = append(out, r)
+	}
+	// Default dirty budgets: a share of memory for each caching export.
+	caching := 0
+	for _, r := range out {
+		if r.Cache == cacheWriteback && !r.readOnly {
+			caching++
+		}
+	}
+	for i := range out {
+		r := &out[i]
+		if r.Cache != cacheWriteback || r.readOnly || r.MaxDirty != 0 {
+			continue
+		}
+		r.MaxDirty = Size(autoMaxDirty(caching))
 	}
 	return out, nil
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 )
 
 // buildFrom parses args with the serve command's flags and returns the
@@ -176,5 +177,82 @@ func TestBadConfigs(t *testing.T) {
 	// An empty file is an empty configuration.
 	if _, rs, err := buildFrom(t, "--config", writeConfig(t, "")); err != nil || len(rs) != 1 {
 		t.Fatalf("empty config: %v, %d exports", err, len(rs))
+	}
+}
+
+// TestAutoDirtyBudget: without max-dirty, each caching export gets 20 % of
+// usable memory split between the caching exports (at least 256 MiB); an
+// explicit value is kept, and
+// read-only or uncached exports get nothing.
+func TestAutoDirtyBudget(t *testing.T) {
+	mem := usableMemory()
+	if mem <= 0 {
+		t.Fatal("usableMemory found no memory size")
+	}
+	var si unix.Sysinfo_t
+	if err := unix.Sysinfo(&si); err != nil {
+		t.Fatal(err)
+	}
+	if phys := int64(si.Totalram) * int64(si.Unit); mem > phys {
+		t.Errorf("usable memory %d exceeds physical %d", mem, phys)
+	}
+	_, rs, err := buildFrom(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := max(mem/5, 256<<20)
+	if got := int64(rs[0].MaxDirty); got != want {
+		t.Errorf("one export: max-dirty %d, want %d (20%% of %d)", got, want, mem)
+	}
+
+	_, rs, err = buildFrom(t, "--config", writeConfig(t, `
+exports:
+  - {name: a, image: /tmp/a.img}
+  - {name: b, image: /tmp/b.img}
+  - {name: c, image: /tmp/c.img, read-only: true}
+  - {name: d, image: /tmp/d.img, cache: none}
+  - {name: e, image: /tmp/e.img, max-dirty: 64M}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// a, b and e cache writes: three shares.
+	share := max(mem/5/3, 256<<20)
+	for _, r := range rs {
+		var want int64
+		switch r.Name {
+		case "a", "b":
+			want = share
+		case "e":
+			want = 64 << 20
+		}
+		if int64(r.MaxDirty) != want {
+			t.Errorf("export %s: max-dirty %d, want %d", r.Name, r.MaxDirty, want)
+		}
+	}
+}
+
+// TestFillGapSetting: unset keeps the cache's default, 0 disables (a
+// negative FillGap for the cache), and flags override the file.
+func TestFillGapSetting(t *testing.T) {
+	cases := []struct {
+		args []string
+		want int64
+	}{
+		{nil, 0},
+		{[]string{"--fill-gap", "0"}, -1},
+		{[]string{"--fill-gap", "16K"}, 16 << 10},
+		{[]string{"--config", writeConfig(t, "defaults: {fill-gap: 0}\nexports: [{image: /tmp/a.img}]\n")}, -1},
+		{[]string{"--config", writeConfig(t, "defaults: {fill-gap: 0}\nexports: [{image: /tmp/a.img, fill-gap: 8K}]\n")}, 8 << 10},
+		{[]string{"--config", writeConfig(t, "exports: [{image: /tmp/a.img, fill-gap: 0}]\n"), "--fill-gap", "32K"}, 32 << 10},
+	}
+	for _, tc := range cases {
+		_, rs, err := buildFrom(t, tc.args...)
+		if err != nil {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		if got := fillGapOption(rs[0].FillGap); got != tc.want {
+			t.Errorf("%v: FillGap option %d, want %d", tc.args, got, tc.want)
+		}
 	}
 }

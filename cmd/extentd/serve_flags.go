@@ -48,6 +48,7 @@ type serveFlags struct {
 	maxDirty     sizeValue
 	dirtyBg      sizeValue
 	maxWbIO      sizeValue
+	fillGap      sizeValue
 	wbAge        time.Duration
 	wbInFlight   int
 	thinLimit    sizeValue
@@ -86,10 +87,11 @@ func (f *serveFlags) register(fs *pflag.FlagSet) {
 	fs.Var(f.cache, "cache", "writeback (in-memory write-back cache) or none (serve the image file directly)")
 	fs.Var(&f.cacheSize, "cache-size", "memory for clean cached blocks (default 64M; 0 keeps the default)")
 	fs.Var(&f.blockSize, "block-size", "cache block size, a power of two (default 4k)")
-	fs.Var(&f.maxDirty, "max-dirty", "hard limit on dirty memory; writers wait above it (default 256M)")
-	fs.Var(&f.dirtyBg, "dirty-background", "dirty bytes that start background writeback (default max-dirty/4)")
+	fs.Var(&f.maxDirty, "max-dirty", "hard limit on dirty memory; writers wait above it (default: 20% of memory, split between caching exports; at least 256M)")
+	fs.Var(&f.dirtyBg, "dirty-background", "dirty bytes that start background writeback (default max-dirty/2)")
 	fs.Var(&f.maxWbIO, "max-writeback-io", "largest single write to the image file (default 8M)")
-	fs.DurationVar(&f.wbAge, "writeback-age", 0, "dirty data older than this is written back (default 5s)")
+	fs.Var(&f.fillGap, "fill-gap", "holes up to this size between dirty blocks are written as zeros to join them into one write and extent; 0 disables (default 64K)")
+	fs.DurationVar(&f.wbAge, "writeback-age", 0, "dirty data older than this is written back (default 30s)")
 	fs.IntVar(&f.wbInFlight, "writeback-inflight", 0, "writes to the image file kept in flight by writeback (default 4)")
 	fs.Var(&f.thinLimit, "thin-limit", "most bytes the image may allocate (default: its size)")
 	fs.BoolVar(&f.directIO, "direct-io", false, "open the image with O_DIRECT (bypass the host page cache)")
@@ -246,6 +248,10 @@ func (f *serveFlags) buildConfig(cmd *cobra.Command, args []string) (*Config, er
 		}
 		if set("max-writeback-io") {
 			e.MaxWritebackIO = Size(f.maxWbIO)
+		}
+		if set("fill-gap") {
+			v := Size(f.fillGap)
+			e.FillGap = &v
 		}
 		if set("writeback-age") {
 			e.WritebackAge = Duration(f.wbAge)

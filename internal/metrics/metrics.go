@@ -50,6 +50,7 @@ type ExportStats struct {
 	OutOfSpace  bool   // the allocator refuses new reservations
 
 	WriterWaits     uint64 // times a writer waited for dirty memory (back-pressure)
+	FilledBytes     uint64 // bytes of holes writeback wrote as zeros to join dirty runs
 	WritebackErrors uint64 // failed writes to the backing file
 	WritebackError  bool   // a writeback error is pending; the next flush reports it
 }
@@ -231,6 +232,7 @@ var stateDescs = []gaugeDesc{
 	{newDesc("cached_bytes", "Bytes held in memory by the cache."), prometheus.GaugeValue, func(s ExportStats) float64 { return float64(s.Cached) }},
 	{newDesc("cache_hits_total", "Reads served from the cache."), prometheus.CounterValue, func(s ExportStats) float64 { return float64(s.CacheHits) }},
 	{newDesc("cache_misses_total", "Reads that went to the backing file."), prometheus.CounterValue, func(s ExportStats) float64 { return float64(s.CacheMisses) }},
+	{newDesc("writeback_fill_bytes_total", "Bytes of small holes writeback wrote as zeros so that dirty runs around them go out in one write and one extent (fill-gap)."), prometheus.CounterValue, func(s ExportStats) float64 { return float64(s.FilledBytes) }},
 	{newDesc("writer_waits_total", "Times a writer waited for dirty memory (back-pressure at max-dirty)."), prometheus.CounterValue, func(s ExportStats) float64 { return float64(s.WriterWaits) }},
 	{newDesc("writeback_errors_total", "Failed writes to the backing file."), prometheus.CounterValue, func(s ExportStats) float64 { return float64(s.WritebackErrors) }},
 	{newDesc("writeback_error_pending", "1 while a writeback error waits to be reported by the next flush."), prometheus.GaugeValue, func(s ExportStats) float64 { return b2f(s.WritebackError) }},
