@@ -150,6 +150,10 @@ type Cache struct {
 	// +checklocks:mu
 	syncFails uint64 // count of failed lower syncs; a job completing after one keeps its data dirty
 	// +checklocks:mu
+	dropped bool // kept pages were released without a lower sync since the last full one
+	// +checklocks:mu
+	lost error // a lower sync failed after dropped: never cleared, every flush fails
+	// +checklocks:mu
 	checkpointAt time.Time // checkpoints wait until then after a failed one
 	// +checklocks:mu
 	syncBackoff time.Duration
@@ -410,6 +414,7 @@ type counters struct {
 	flushMaxNs       atomic.Uint64
 	lowerFlushes     atomic.Uint64
 	checkpoints      atomic.Uint64
+	keptDropped      atomic.Uint64
 	waits            atomic.Uint64
 	wbSizes          [NumSizeBuckets]atomic.Uint64
 }

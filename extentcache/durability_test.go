@@ -174,6 +174,7 @@ func TestFsyncgateRandom(t *testing.T) {
 	g := newGateDev(size)
 	o := testOptions(t)
 	o.WritebackAge = time.Millisecond // background writeback and checkpoints all the time
+	o.MaxDirty = 16 << 20             // kept pages (≤ size) never reach MaxDirty/4: none is dropped
 	c := newTestCache(t, g, o)
 	model := make([]byte, size)
 	for i := range 300 {
@@ -256,10 +257,11 @@ func TestTrimRetainedFailedFlush(t *testing.T) {
 	}
 }
 
-// TestCheckpoints: a client that never flushes, writing far more than
-// MaxDirty, neither deadlocks nor exceeds MaxDirty of page memory: writeback
-// flushes lower itself (checkpoints) to release the pages it keeps.
-func TestCheckpoints(t *testing.T) {
+// TestKeptPagesDropped: a client that never flushes, writing far more than
+// MaxDirty, neither deadlocks nor exceeds MaxDirty of page memory, and
+// waits for no lower sync: kept pages over MaxDirty/4 are released without
+// one. Its data is all in lower after a final Flush.
+func TestKeptPagesDropped(t *testing.T) {
 	const size, bs = 16 << 20, 4096
 	lower := memdev.New(size, memdev.Options{Crashable: true})
 	o := testOptions(t)
@@ -267,25 +269,27 @@ func TestCheckpoints(t *testing.T) {
 	o.DirtyBackground = 64 << 10
 	c := newTestCache(t, lower, o)
 	r := rand.New(rand.NewPCG(testSeed(t), 12))
-	p := make([]byte, bs)
+	model := make([]byte, size)
 	for i := range 8192 { // 32 MiB: 64 times MaxDirty
 		off := int64(i) * bs % size
 		if i%2 == 1 {
 			off = r.Int64N(size/bs) * bs
 		}
-		if _, err := c.WriteAt(p, off); err != nil {
-			t.Fatal(err)
-		}
+		mustWrite(t, c, model, fill(byte(i), off, bs), off)
 		if st := c.Stats(); st.PageBytes > o.MaxDirty {
 			t.Fatalf("after write %d: %d page bytes, over MaxDirty %d", i, st.PageBytes, o.MaxDirty)
 		}
 	}
 	st := c.Stats()
 	flushes := lower.Stats().Calls[memdev.OpFlush]
-	t.Logf("checkpoints %d, lower flushes %d, writer waits %d", st.Checkpoints, flushes, st.WriterWaits)
-	if st.Checkpoints == 0 || flushes == 0 {
-		t.Fatalf("no checkpoint: %d checkpoints, %d lower flushes", st.Checkpoints, flushes)
+	t.Logf("kept bytes dropped %d, checkpoints %d, lower flushes %d, writer waits %d", st.KeptDropped, st.Checkpoints, flushes, st.WriterWaits)
+	if st.KeptDropped == 0 || flushes != 0 {
+		t.Fatalf("memory pressure: %d kept bytes dropped, %d lower flushes; want drops and no flush", st.KeptDropped, flushes)
 	}
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	verify(t, lower.Crash(), model, 0, size)
 }
 
 // TestCheckpointAge: kept pages are released by a checkpoint once older
@@ -309,46 +313,67 @@ func TestCheckpointAge(t *testing.T) {
 	}
 }
 
-// TestCheckpointsFailing: while every lower flush fails (dropping what was
-// written since the last good one), a client that never flushes keeps its
-// data: writers stall and then get the error instead of hanging, reads
-// return the acknowledged data, and once flushes work again a Flush makes
-// all of it durable.
-func TestCheckpointsFailing(t *testing.T) {
+// TestDroppedThenSyncFails: once kept pages were released unsynced (for
+// memory), a failing lower sync may have lost their data and nothing can
+// rewrite it, so every later Flush fails, also once syncs work again: the
+// cache never acknowledges durability that did not happen.
+func TestDroppedThenSyncFails(t *testing.T) {
 	const size, bs = 4 << 20, 4096
 	g := newGateDev(size)
 	o := testOptions(t)
-	o.StallTimeout = 50 * time.Millisecond
+	o.WritebackAge = time.Hour
+	c := newTestCache(t, g, o)
+	for i := range 1024 { // 4 MiB: 8 times MaxDirty, never flushed
+		off := int64(i) * bs
+		if _, err := c.WriteAt(fill(byte(i), off, bs), off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := c.Stats(); st.KeptDropped == 0 {
+		t.Fatalf("no kept page dropped: %+v", st)
+	}
+	g.failNextSync(1)
+	if err := c.Flush(); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("Flush over a failing sync: %v, want EIO", err)
+	}
+	for i := range 3 {
+		if err := c.Flush(); !errors.Is(err, ErrWriteback) || !errors.Is(err, syscall.EIO) {
+			t.Fatalf("Flush %d once syncs work again: %v, want the permanent error", i, err)
+		}
+	}
+	// Writes and reads still work; only durability is refused, by Close too.
+	mustWrite(t, c, nil, fill(7, 0, bs), 0)
+	verify(t, c, fill(7, 0, bs), 0, bs)
+	if err := c.Close(); !errors.Is(err, ErrWriteback) {
+		t.Fatalf("Close: %v, want the permanent error", err)
+	}
+}
+
+// TestNoDropNoLoss: the same failing sync without any dropped page (the
+// data fit in the kept cushion) is repaired by rewriting: the next Flush
+// succeeds and lower holds everything.
+func TestNoDropNoLoss(t *testing.T) {
+	const size, bs = 4 << 20, 4096
+	g := newGateDev(size)
+	o := testOptions(t)
+	o.WritebackAge = time.Hour
 	c := newTestCache(t, g, o)
 	model := make([]byte, size)
-	g.failNextSync(1 << 30)
-	var stalled error
-	for i := 0; i < 1024 && stalled == nil; i++ {
-		off := int64(i) * bs % size
-		p := fill(byte(i), off, bs)
-		if _, err := c.WriteAt(p, off); err != nil {
-			stalled = err
-			break
-		}
-		copy(model[off:], p)
+	for i := range 16 { // 64 KiB, under MaxDirty/4
+		mustWrite(t, c, model, fill(byte(i), int64(i)*bs, bs), int64(i)*bs)
 	}
-	if !errors.Is(stalled, syscall.EIO) {
-		t.Fatalf("writes while every lower flush fails: %v, want a stall with EIO", stalled)
+	g.failNextSync(1)
+	if err := c.Flush(); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("Flush over a failing sync: %v, want EIO", err)
 	}
-	verify(t, c, model, 0, size)
-	if st := c.Stats(); st.PageBytes > o.MaxDirty {
-		t.Fatalf("%d page bytes over MaxDirty %d", st.PageBytes, o.MaxDirty)
-	}
-	g.mu.Lock()
-	fails := g.fails
-	g.mu.Unlock()
-	t.Logf("failed lower flushes: %d", fails)
-	g.failNextSync(0)
 	if err := c.Flush(); err != nil {
-		t.Fatalf("Flush once lower flushes work: %v", err)
+		t.Fatalf("Flush once syncs work: %v", err)
 	}
 	if got := g.crashImage(t, 0, size); !bytes.Equal(got, model) {
 		t.Fatalf("crash image differs from the model at byte %d", firstDiff(got, model))
+	}
+	if st := c.Stats(); st.KeptDropped != 0 {
+		t.Fatalf("kept bytes dropped: %d", st.KeptDropped)
 	}
 }
 

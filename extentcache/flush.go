@@ -80,6 +80,7 @@ func (c *Cache) serve(reqs []*syncReq) {
 		if err == nil {
 			c.stickyErr = nil // every acknowledged write is durable now
 		}
+		err = c.lostErrLocked(err)
 		c.mu.Unlock()
 	} else {
 		for _, r := range reqs {
@@ -102,11 +103,21 @@ func (c *Cache) serve(reqs []*syncReq) {
 			// succeeded since: report it here too.
 			err = fmt.Errorf("%w: %w", ErrWriteback, c.stickyErr)
 		}
+		err = c.lostErrLocked(err)
 		c.mu.Unlock()
 	}
 	for _, r := range reqs {
 		r.done <- err
 	}
+}
+
+// lostErrLocked returns err, or the permanent error when data may have
+// been lost (c.lost): no flush may succeed after that. c.mu must be held.
+func (c *Cache) lostErrLocked(err error) error {
+	if c.lost == nil || err != nil {
+		return err
+	}
+	return fmt.Errorf("%w: a lower sync failed after written-back data was released from memory; it may be lost: %w", ErrWriteback, c.lost)
 }
 
 // lowerFlush flushes the lower device, unless nothing was written to it
@@ -183,18 +194,55 @@ func (c *Cache) checkpoint() {
 	}
 }
 
-// checkpointDueLocked reports whether kept pages or zeroings call for a
-// checkpoint: more than a quarter of MaxDirty kept, or kept for longer than
-// WritebackAge. c.mu must be held.
+// checkpointDueLocked reports whether kept pages or zeroings have been kept
+// for longer than WritebackAge, which calls for a checkpoint. c.mu must be
+// held.
 func (c *Cache) checkpointDueLocked(now time.Time) bool {
 	if c.unsyncedSince.IsZero() || now.Before(c.checkpointAt) {
 		return false
 	}
-	return c.keptOverLimitLocked() || now.Sub(c.unsyncedSince) >= c.opts.WritebackAge
+	return now.Sub(c.unsyncedSince) >= c.opts.WritebackAge
+}
+
+// dropKeptLocked frees every kept page without a lower sync, when memory is
+// needed: kept pages are a cushion against a failing lower sync, not a
+// second dirty budget, and syncing to free them would make a client that
+// writes more than MaxDirty without flushing wait for the disk (scattered
+// 4 KiB writes at disk speed) where the page cache it writes into would
+// not. From then until a full lower sync succeeds, a failed sync can no
+// longer be repaired by rewriting: it becomes permanent (c.lost). c.mu must
+// be held.
+func (c *Cache) dropKeptLocked() {
+	n := int64(0)
+	for lo := int64(0); ; {
+		r, ok := c.tree.FindFirst(lo, Unsynced)
+		if !ok {
+			break
+		}
+		first, last := c.blockRange(r.Start, r.End)
+		for b := first; b < last; b++ {
+			pg := c.index.get(b)
+			c.index.del(b)
+			c.freePageLocked(pg)
+		}
+		n += r.End - r.Start
+		lo = r.End
+	}
+	if n == 0 {
+		return
+	}
+	c.tree.Clear(0, c.size, Unsynced)
+	c.dropped = true
+	c.st.keptDropped.Add(uint64(n))
+	if c.tree.Bytes(retainedBits) == 0 {
+		c.unsyncedSince = time.Time{}
+	}
+	c.cond.Broadcast() // pages freed: writers waiting for memory may go on
+	c.invariantLocked()
 }
 
 // keptOverLimitLocked reports whether kept pages reach a quarter of
-// MaxDirty. c.mu must be held.
+// MaxDirty, above which they are dropped. c.mu must be held.
 func (c *Cache) keptOverLimitLocked() bool {
 	return c.tree.Bytes(Unsynced)>>c.shift >= int64(max(1, c.maxPages/4))
 }
@@ -228,6 +276,9 @@ func (c *Cache) releaseSyncedLocked(from, to int64) {
 	if bulk && c.tree.Bytes(Unsynced) > 0 {
 		c.tree.Clear(from, to, Unsynced)
 	}
+	if from == 0 && to == c.size {
+		c.dropped = false // everything written so far is durable
+	}
 	if c.tree.Bytes(retainedBits) == 0 {
 		c.unsyncedSince = time.Time{}
 	}
@@ -248,6 +299,12 @@ func (c *Cache) syncFailedLocked(err error) {
 	c.lowerDirty = true
 	if c.stickyErr == nil {
 		c.stickyErr = err
+	}
+	if c.dropped && c.lost == nil {
+		// Pages written back since the last good sync were released
+		// unsynced; the host may have dropped them with this failure.
+		c.lost = err
+		c.log.Error("lower sync failed after written-back pages were released; their data may be lost, every flush fails from now on", zap.Error(err))
 	}
 	c.log.Error("lower sync failed; data written since the last sync is kept dirty and will be rewritten", zap.Error(err))
 	if c.unsyncedSince.IsZero() {

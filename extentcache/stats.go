@@ -32,6 +32,7 @@ type Stats struct {
 	FlushMax     time.Duration // longest Flush
 	LowerFlushes uint64        // lower Flush calls
 	Checkpoints  uint64        // lower flushes writeback issued itself to release kept pages
+	KeptDropped  uint64        // bytes of kept pages released without a sync, for memory
 
 	StickyErr error // the pending writeback error, nil if none
 }
@@ -65,5 +66,6 @@ func (c *Cache) Stats() Stats {
 	s.FlushMax = time.Duration(c.st.flushMaxNs.Load())
 	s.LowerFlushes = c.st.lowerFlushes.Load()
 	s.Checkpoints = c.st.checkpoints.Load()
+	s.KeptDropped = c.st.keptDropped.Load()
 	return s
 }

@@ -68,12 +68,13 @@ func (c *Cache) run() {
 			c.checkpoint()
 			continue
 		}
+		if c.keptOverLimitLocked() {
+			c.dropKeptLocked()
+		}
 		did := c.backgroundLocked()
-		if !did && c.waiters > 0 && c.tree.Bytes(Unsynced) > 0 && !time.Now().Before(c.checkpointAt) {
+		if !did && c.waiters > 0 && c.tree.Bytes(Unsynced) > 0 {
 			// Writers wait for memory and only kept pages can free it.
-			c.mu.Unlock()
-			c.checkpoint()
-			continue
+			c.dropKeptLocked()
 		}
 		c.mu.Unlock()
 		if did {
@@ -489,7 +490,7 @@ func (c *Cache) completeLocked(j *job, err error) {
 	c.freeJobLocked(j)
 	c.cond.Broadcast()
 	if !keep && c.keptOverLimitLocked() {
-		c.kick() // a checkpoint is due (age is left to the ticker)
+		c.kick() // kept pages to release (age is left to the ticker)
 	}
 	c.invariantLocked()
 	if c.log.Core().Enabled(zap.DebugLevel) {
