@@ -166,6 +166,8 @@ type Cache struct {
 	// +checklocks:mu
 	cursor int64 // background sweep position
 	// +checklocks:mu
+	full []int64 // starts of windows found wholly dirty by a write, to write back first
+	// +checklocks:mu
 	jobs []*job // recycled writeback jobs
 	// +checklocks:mu
 	scratch []statetree.Range

@@ -109,7 +109,17 @@ func (c *Cache) backgroundLocked() bool {
 	if now.Before(c.retryAt) {
 		return false
 	}
-	// Expired data first, oldest first.
+	// Whole dirty windows first: full-size writes that cannot get better.
+	for len(c.full) > 0 {
+		ws := c.full[0]
+		c.full = c.full[1:]
+		if r, ok := c.tree.Get(ws); ok && r.Bits&statetree.Dirty != 0 && r.Bits&(statetree.Writeback|statetree.Locked) == 0 {
+			if _, ok := c.claimLocked(r, ws, true); ok {
+				return true
+			}
+		}
+	}
+	// Then expired data, oldest first.
 	limit := now.Add(-c.opts.WritebackAge).UnixNano()
 	for scanned := 0; c.ages.len() > 0 && c.ages.front().t <= limit; scanned++ {
 		if scanned == maxMarksPerCall {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -308,5 +309,75 @@ func TestAllocateClusters(t *testing.T) {
 	st := fd.Stats()
 	if st.Calls[faultdev.OpAllocate] != 3 || st.Calls[faultdev.OpWrite] != 5 {
 		t.Fatalf("allocate calls %d, writes %d; want 3 and 5", st.Calls[faultdev.OpAllocate], st.Calls[faultdev.OpWrite])
+	}
+}
+
+// TestFullWindowWrittenAtOnce: a write that completes an aligned
+// MaxWritebackIO window of dirty data starts its writeback at once, as one
+// full-size write, even far below DirtyBackground and WritebackAge; a
+// window with a hole waits.
+func TestFullWindowWrittenAtOnce(t *testing.T) {
+	const bs = 4096
+	lower := newCountingDev(1 << 20)
+	o := quietOptions(t) // MaxWritebackIO 64 KiB, no background, no expiry
+	c := newTestCache(t, lower, o)
+	for off := int64(0); off < 15*bs; off += bs { // window 0 but its last block
+		mustWrite(t, c, nil, fill(1, off, bs), off)
+	}
+	mustWrite(t, c, nil, fill(2, 16*bs, 15*bs), 16*bs) // window 1 but its last block
+	mustWrite(t, c, nil, fill(1, 15*bs, bs), 15*bs)   // completes window 0
+	waitFor(t, "window 0 written back", func() bool { return c.Stats().DirtyBytes == 15*bs })
+	if got, want := lower.takeWrites(), []ioRange{{0, 16 * bs}}; !slices.Equal(got, want) {
+		t.Fatalf("lower writes %v, want %v", got, want)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if got := lower.takeWrites(); len(got) != 0 {
+		t.Fatalf("the incomplete window was written: %v", got)
+	}
+}
+
+// TestFullWindowBacklogThrottles: a sequential writer that completes
+// windows faster than writeback writes them waits once more than
+// WritebackInFlight whole windows are queued, and goes on as they drain.
+func TestFullWindowBacklogThrottles(t *testing.T) {
+	const win = 64 << 10
+	lower := newCountingDev(2 << 20)
+	o := quietOptions(t) // MaxWritebackIO 64 KiB, WritebackInFlight 3
+	c := newTestCache(t, lower, o)
+	gate := make(chan struct{})
+	release := sync.OnceFunc(func() { close(gate) })
+	t.Cleanup(release)
+	lower.setGate(gate)
+	done := make(chan error, 1)
+	go func() {
+		for i := int64(0); i < 16; i++ {
+			if _, err := c.WriteAt(fill(byte(i), i*win, win), i*win); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	waitFor(t, "the writer to wait", func() bool { return c.Stats().WriterWaits > 0 })
+	select {
+	case err := <-done:
+		t.Fatalf("writer finished (%v) while writeback was stalled", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	if st := c.Stats(); st.DirtyBytes > int64(2*o.WritebackInFlight+2)*win {
+		t.Fatalf("%d bytes dirty behind a stalled writeback, want a few windows", st.DirtyBytes)
+	}
+	release()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	img := lower.image()
+	for i := int64(0); i < 16; i++ {
+		if !bytes.Equal(img[i*win:(i+1)*win], fill(byte(i), i*win, win)) {
+			t.Fatalf("window %d differs in lower", i)
+		}
 	}
 }
