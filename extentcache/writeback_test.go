@@ -325,7 +325,7 @@ func TestFullWindowWrittenAtOnce(t *testing.T) {
 		mustWrite(t, c, nil, fill(1, off, bs), off)
 	}
 	mustWrite(t, c, nil, fill(2, 16*bs, 15*bs), 16*bs) // window 1 but its last block
-	mustWrite(t, c, nil, fill(1, 15*bs, bs), 15*bs)   // completes window 0
+	mustWrite(t, c, nil, fill(1, 15*bs, bs), 15*bs)    // completes window 0
 	waitFor(t, "window 0 written back", func() bool { return c.Stats().DirtyBytes == 15*bs })
 	if got, want := lower.takeWrites(), []ioRange{{0, 16 * bs}}; !slices.Equal(got, want) {
 		t.Fatalf("lower writes %v, want %v", got, want)
