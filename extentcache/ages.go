@@ -26,6 +26,18 @@ func (a *ageQueue) push(off, t int64) {
 
 func (a *ageQueue) len() int { return len(a.q) - a.head }
 
+// compact keeps only the marks for which keep returns true, in order.
+func (a *ageQueue) compact(keep func(off int64) bool) {
+	n := 0
+	for _, m := range a.q[a.head:] {
+		if keep(m.off) {
+			a.q[n] = m
+			n++
+		}
+	}
+	a.q, a.head = a.q[:n], 0
+}
+
 func (a *ageQueue) front() ageMark { return a.q[a.head] }
 
 func (a *ageQueue) pop() {

@@ -79,7 +79,7 @@ func (c *Cache) zero(op string, off, n int64, mayTrim bool) error {
 	c.tree.Convert(s, e, set, clr)
 	first, last := c.blockRange(s, e)
 	c.bumpGensLocked(first, last)
-	c.ages.push(s, time.Now().UnixNano())
+	c.pushAgeLocked(s, time.Now().UnixNano())
 	c.cond.Broadcast() // pages freed: writers waiting for memory may go on
 	c.invariantLocked()
 	return nil

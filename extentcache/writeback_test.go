@@ -381,3 +381,39 @@ func TestFullWindowBacklogThrottles(t *testing.T) {
 		}
 	}
 }
+
+// TestAgeMarksBounded: marks of blocks written back before they expire
+// (memory pressure, here a flush) do not pile up for WritebackAge: the
+// queue stays within twice MaxDirty's pages (plus slack) however many
+// blocks were dirtied, and marks of blocks still dirty survive compaction.
+func TestAgeMarksBounded(t *testing.T) {
+	const bs = 4096
+	lower := newCountingDev(64 << 20)
+	o := quietOptions(t)
+	o.MaxDirty = 256 << 10 // 64 pages
+	o.DirtyBackground = o.MaxDirty
+	c := newTestCache(t, lower, o)
+	for i := int64(0); i < 8192; i++ {
+		b := i * 7919 % 16384 // scattered: no window completes
+		mustWrite(t, c, nil, fill(byte(i), b*bs, bs), b*bs)
+		if i%32 == 31 {
+			if err := c.Flush(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	mustWrite(t, c, nil, fill(1, 0, bs), 99*bs) // still dirty at the end
+	c.mu.Lock()
+	n := c.ages.len()
+	kept := false
+	for _, m := range c.ages.q[c.ages.head:] {
+		kept = kept || m.off == 99*bs
+	}
+	c.mu.Unlock()
+	if limit := 2*64 + 1024 + 1; n > limit {
+		t.Fatalf("%d age marks after 8192 dirtied blocks, want at most %d", n, limit)
+	}
+	if !kept {
+		t.Fatal("the mark of a dirty block was dropped")
+	}
+}

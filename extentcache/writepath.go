@@ -63,6 +63,30 @@ func (c *Cache) WriteAt(p []byte, off int64) (int, error) {
 	return len(p), nil
 }
 
+// pushAgeLocked adds an age mark. Marks outlive their data when pressure
+// or a flush writes it back before it expires; so that they do not pile up
+// for WritebackAge (900k marks for 30 s of 4K random writes), the queue is
+// compacted to the marks of blocks still dirty or zeroed whenever it holds
+// twice as many marks as MaxDirty has pages (amortized: one index lookup
+// per push, and a tree lookup only while zeroed ranges exist). c.mu must be
+// held.
+func (c *Cache) pushAgeLocked(off, t int64) {
+	if c.ages.len() >= 2*c.maxPages+1024 {
+		zeroed := c.tree.Bytes(statetree.Zeroed) > 0
+		c.ages.compact(func(off int64) bool {
+			if c.index.get(off>>c.shift) != nil {
+				return true // dirty, under writeback or kept: look again later
+			}
+			if !zeroed {
+				return false
+			}
+			r, ok := c.tree.Get(off)
+			return ok && r.Bits&statetree.Zeroed != 0
+		})
+	}
+	c.ages.push(off, t)
+}
+
 // noteFullWindowLocked queues for writeback the aligned MaxWritebackIO
 // window that a write ending at stop has just completed, if all of it is
 // dirty and none of it in flight, and reports whether it did. Such a window
@@ -216,7 +240,7 @@ func (c *Cache) write(p []byte, off int64) error {
 	c.tree.Convert(start, stop, bitsSet, statetree.Zeroed|ZeroKeep|retainedBits)
 	c.bumpGensLocked(first, last)
 	if newlyDirty {
-		c.ages.push(start, time.Now().UnixNano())
+		c.pushAgeLocked(start, time.Now().UnixNano())
 	}
 	if c.noteFullWindowLocked(stop) || c.tree.Bytes(statetree.Dirty) > c.opts.DirtyBackground {
 		c.kick()
