@@ -193,3 +193,41 @@ func TestWritebackFillGapRace(t *testing.T) {
 		}
 	}
 }
+
+// TestWritebackFilledPieces: a cluster with filled holes larger than
+// filledIO goes out in aligned pieces of at most filledIO (small page-cache
+// folios), adjacent and in order; a cluster without holes stays one write.
+func TestWritebackFilledPieces(t *testing.T) {
+	const bs = 4096
+	lower := newHoleyDev(4 << 20)
+	o := quietOptions(t)
+	o.MaxWritebackIO = 1 << 20
+	o.FillGap = 4 * bs
+	c := newTestCache(t, lower, o)
+	var dirty []int64
+	for b := int64(0); b < 64; b += 2 { // 256 KiB of every other block
+		dirty = append(dirty, b)
+		mustWrite(t, c, nil, fill(byte(b), b*bs, bs), b*bs)
+	}
+	mustWrite(t, c, nil, fill(9, 512*bs, 64*bs), 512*bs) // 256 KiB, no hole
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	got := lower.takeWrites()
+	slices.SortFunc(got, func(a, b ioRange) int { return int(a.off - b.off) })
+	// The filled cluster ends with the last dirty block, 63.
+	want := []ioRange{{0, 64 << 10}, {64 << 10, 64 << 10}, {128 << 10, 64 << 10}, {192 << 10, 63*bs - 192<<10}, {512 * bs, 64 * bs}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("lower writes\n got %v\nwant %v", got, want)
+	}
+	img := lower.image()
+	for b := int64(0); b < 64; b++ {
+		w := make([]byte, bs)
+		if slices.Contains(dirty, b) {
+			w = fill(byte(b), b*bs, bs)
+		}
+		if !bytes.Equal(img[b*bs:(b+1)*bs], w) {
+			t.Fatalf("block %d differs", b)
+		}
+	}
+}
