@@ -113,6 +113,7 @@ func (c *Cache) backgroundLocked() bool {
 	for len(c.full) > 0 {
 		ws := c.full[0]
 		c.full = c.full[1:]
+		c.cond.Broadcast() // writers held back by the backlog look again
 		if r, ok := c.tree.Get(ws); ok && r.Bits&statetree.Dirty != 0 && r.Bits&(statetree.Writeback|statetree.Locked) == 0 {
 			if _, ok := c.claimLocked(r, ws, true); ok {
 				return true
