@@ -22,6 +22,7 @@ func fioJob(uri string, devSize int64, extra ...string) []string {
 		"--numjobs=2", "--size=" + itoa(half), "--offset_increment=" + itoa(half),
 		"--iodepth=16", "--verify=crc32c", "--verify_fatal=1",
 		"--randrepeat=1", "--group_reporting", "--output-format=terse",
+		"--verify_state_save=0", // no *-verify.state files left in the package folder
 	}
 	return append(args, extra...)
 }
