@@ -347,14 +347,7 @@ func (c *Cache) doWrite(j *job) error {
 		if i == len(j.pages)-1 {
 			b = b[:j.end-(j.start+int64(i)<<c.shift)] // last block may be short at the device end
 		}
-		if k := len(bufs) - 1; k >= 0 {
-			last := bufs[k]
-			if cap(last) > len(last) && &last[:len(last)+1][len(last)] == &b[0] {
-				bufs[k] = last[:len(last)+len(b)]
-				continue
-			}
-		}
-		bufs = append(bufs, b)
+		bufs = appendMerged(bufs, b)
 	}
 	j.bufs = bufs
 	off := j.start
@@ -405,15 +398,7 @@ func (c *Cache) writeFilled(j *job) error {
 		bufs := j.bufs[:0]
 		for b := off; b < end; b += c.bs {
 			pg := j.pages[(b-j.start)>>c.shift]
-			buf := pg.buf[:min(c.bs, end-b)]
-			if k := len(bufs) - 1; k >= 0 {
-				last := bufs[k]
-				if cap(last) > len(last) && &last[:len(last)+1][len(last)] == &buf[0] {
-					bufs[k] = last[:len(last)+len(buf)]
-					continue
-				}
-			}
-			bufs = append(bufs, buf)
+			bufs = appendMerged(bufs, pg.buf[:min(c.bs, end-b)])
 		}
 		j.bufs = bufs
 		if err := c.writeVec(bufs, off, end-off); err != nil {
@@ -425,6 +410,19 @@ func (c *Cache) writeFilled(j *job) error {
 		off = end
 	}
 	return nil
+}
+
+// appendMerged appends b to the iovecs bufs, extending the last one instead
+// when b follows it in memory (pages cut from one chunk).
+func appendMerged(bufs [][]byte, b []byte) [][]byte {
+	if k := len(bufs) - 1; k >= 0 {
+		last := bufs[k]
+		if cap(last) > len(last) && &last[:len(last)+1][len(last)] == &b[0] {
+			bufs[k] = last[:len(last)+len(b)]
+			return bufs
+		}
+	}
+	return append(bufs, b)
 }
 
 // writeVec writes bufs (sz bytes in all) at off: with WriteVAt if lower
