@@ -127,16 +127,24 @@ func TestWritebackFillGaps(t *testing.T) {
 	}
 }
 
-// TestWritebackFillGapNotOverZeroed: a hole the cache has state for (here
-// Zeroed by a trim not yet written back) is not filled.
-func TestWritebackFillGapNotOverZeroed(t *testing.T) {
+// holeAtBlock1 returns a cache (FillGap 4 blocks) over a holey device with
+// blocks 0 and 2 dirty (patterns tag0 and tag2) and block 1 a hole.
+func holeAtBlock1(t *testing.T, tag0, tag2 byte) (*holeyDev, *Cache) {
 	const bs = 4096
 	lower := newHoleyDev(1 << 20)
 	o := quietOptions(t)
 	o.FillGap = 4 * bs
 	c := newTestCache(t, lower, o)
-	mustWrite(t, c, nil, fill(1, 0, bs), 0)
-	mustWrite(t, c, nil, fill(2, 2*bs, bs), 2*bs)
+	mustWrite(t, c, nil, fill(tag0, 0, bs), 0)
+	mustWrite(t, c, nil, fill(tag2, 2*bs, bs), 2*bs)
+	return lower, c
+}
+
+// TestWritebackFillGapNotOverZeroed: a hole the cache has state for (here
+// Zeroed by a trim not yet written back) is not filled.
+func TestWritebackFillGapNotOverZeroed(t *testing.T) {
+	const bs = 4096
+	lower, c := holeAtBlock1(t, 1, 2)
 	if err := c.Trim(bs, bs); err != nil {
 		t.Fatal(err)
 	}
@@ -154,12 +162,7 @@ func TestWritebackFillGapNotOverZeroed(t *testing.T) {
 // in flight must win: it is written after the fill, never overwritten by it.
 func TestWritebackFillGapRace(t *testing.T) {
 	const bs = 4096
-	lower := newHoleyDev(1 << 20)
-	o := quietOptions(t)
-	o.FillGap = 4 * bs
-	c := newTestCache(t, lower, o)
-	mustWrite(t, c, nil, fill(1, 0, bs), 0)
-	mustWrite(t, c, nil, fill(3, 2*bs, bs), 2*bs)
+	lower, c := holeAtBlock1(t, 1, 3)
 	gate := make(chan struct{})
 	release := sync.OnceFunc(func() { close(gate) })
 	t.Cleanup(release) // a failing check must not leave writeback stuck
