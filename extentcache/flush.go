@@ -219,12 +219,7 @@ func (c *Cache) dropKeptLocked() {
 		if !ok {
 			break
 		}
-		first, last := c.blockRange(r.Start, r.End)
-		for b := first; b < last; b++ {
-			pg := c.index.get(b)
-			c.index.del(b)
-			c.freePageLocked(pg)
-		}
+		c.freeKeptPagesLocked(r.Start, r.End)
 		n += r.End - r.Start
 		lo = r.End
 	}
@@ -239,6 +234,18 @@ func (c *Cache) dropKeptLocked() {
 	}
 	c.cond.Broadcast() // pages freed: writers waiting for memory may go on
 	c.invariantLocked()
+}
+
+// freeKeptPagesLocked removes the kept pages of the Unsynced blocks of
+// [s, e) from the index and frees them; the caller clears the bits. c.mu
+// must be held.
+func (c *Cache) freeKeptPagesLocked(s, e int64) {
+	first, last := c.blockRange(s, e)
+	for b := first; b < last; b++ {
+		pg := c.index.get(b)
+		c.index.del(b)
+		c.freePageLocked(pg)
+	}
 }
 
 // keptOverLimitLocked reports whether kept pages reach a quarter of
@@ -261,12 +268,7 @@ func (c *Cache) releaseSyncedLocked(from, to int64) {
 		}
 		s, e := max(r.Start, lo), min(r.End, to)
 		if r.Bits&Unsynced != 0 {
-			first, last := c.blockRange(s, e)
-			for b := first; b < last; b++ {
-				pg := c.index.get(b)
-				c.index.del(b)
-				c.freePageLocked(pg)
-			}
+			c.freeKeptPagesLocked(s, e)
 		}
 		if !bulk {
 			c.tree.Clear(s, e, retainedBits|ZeroKeep) // ZeroKeep: only on UnsyncedZero bytes here

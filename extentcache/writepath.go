@@ -98,8 +98,9 @@ func (c *Cache) noteFullWindowLocked(stop int64) bool {
 	win := c.opts.MaxWritebackIO
 	ws := (stop - 1) / win * win
 	we := min(ws+win, c.size)
-	if stop != we || !c.tree.TestAll(ws, we, statetree.Dirty) || c.tree.TestAny(ws, we, statetree.Writeback|statetree.Locked) {
-		return false
+	if stop != we || (len(c.full) > 0 && c.full[len(c.full)-1] == ws) ||
+		!c.tree.TestAll(ws, we, statetree.Dirty) || c.tree.TestAny(ws, we, statetree.Writeback|statetree.Locked) {
+		return false // not completed by this write, queued already, or in flight
 	}
 	c.full = append(c.full, ws)
 	return true
