@@ -86,8 +86,8 @@ const maxIOV = 1024
 //
 // # Locking
 //
-// mu guards everything below it. Lock order: mu → Space. mu is never held
-// across lower I/O or ristretto calls.
+// mu guards everything below it. Lock order: mu → Space, mu → pool (both
+// leaves). mu is never held across lower I/O or ristretto calls.
 type Cache struct {
 	lower   device.Device
 	opts    Options
@@ -102,6 +102,7 @@ type Cache struct {
 	// zeroPages are the pages of filled holes: windows on one zero buffer
 	// of FillGap bytes, read-only.
 	zeroPages []*page
+	pool      *pagePool // memory of every page
 	clean     *ristretto.Cache[uint64, []byte]
 	door      *doorkeeper    // with clean: admits a block on its second miss
 	done      chan struct{}  // closed to stop the writeback goroutine
@@ -116,10 +117,6 @@ type Cache struct {
 	tree *statetree.Tree
 	// +checklocks:mu
 	index pageIndex // block number → page, for Dirty blocks and data under writeback
-	// +checklocks:mu
-	free []*page // recycled pages
-	// +checklocks:mu
-	arena []byte // uncut rest of the last page chunk
 	// +checklocks:mu
 	pagesInUse int // pages in index or held by writeback; ≤ maxPages except for one oversized write
 	maxPages   int // MaxDirty / BlockSize (constant)
@@ -212,6 +209,7 @@ func New(lower device.Device, opts Options) (*Cache, error) {
 		done:     make(chan struct{}),
 		wake:     make(chan struct{}, 1),
 		maxPages: int(opts.MaxDirty / opts.BlockSize),
+		pool:     newPagePool(opts.BlockSize),
 		backoff:  opts.RetryBackoff,
 		// syncBackoff is the delay between failing checkpoints.
 		syncBackoff: opts.RetryBackoff,
@@ -290,6 +288,7 @@ func (c *Cache) Close() error {
 	if c.clean != nil {
 		c.clean.Close()
 	}
+	c.pool.close()
 	if err != nil {
 		c.log.Error("close: final writeback failed", zap.Error(err))
 	}
@@ -327,30 +326,19 @@ func (c *Cache) bumpGensLocked(first, last int64) {
 	}
 }
 
-// newPageLocked returns a page from the free list or a new one, counted in
-// pagesInUse. Its contents are unspecified. c.mu must be held.
+// newPageLocked returns a page from the pool, counted in pagesInUse. Its
+// contents are unspecified. c.mu must be held; the pool grows under it only
+// when the caller did not reserve the pages first (see write).
 func (c *Cache) newPageLocked() *page {
 	c.pagesInUse++
-	if n := len(c.free); n > 0 {
-		p := c.free[n-1]
-		c.free = c.free[:n-1]
-		return p
-	}
-	if int64(len(c.arena)) < c.bs {
-		// Pages are cut from 64-page chunks so that neighbours are often
-		// contiguous in memory and writeback can merge their iovecs.
-		c.arena = make([]byte, 64*c.bs)
-	}
-	p := &page{buf: c.arena[:c.bs]}
-	c.arena = c.arena[c.bs:]
-	return p
+	return c.pool.get()
 }
 
-// freePageLocked returns p to the free list. c.mu must be held.
+// freePageLocked returns p to the pool. c.mu must be held.
 func (c *Cache) freePageLocked(p *page) {
 	p.wb, p.unsynced = false, false
 	c.pagesInUse--
-	c.free = append(c.free, p)
+	c.pool.put(p)
 }
 
 // zeroedLocked reports whether block b reads as zeros without a page

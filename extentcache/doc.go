@@ -29,13 +29,15 @@
 //
 // Every method of Cache is safe for concurrent use. Cache.mu guards the tree,
 // the page index and the writeback bookkeeping. Lock order: Cache.mu →
-// Options.Space (its own mutex is a leaf). Under Cache.mu the cache calls
-// only statetree and Space; it never holds Cache.mu across backing I/O, and
-// never calls ristretto with it held.
+// Options.Space (its own mutex is a leaf), and Cache.mu → the page pool (a
+// leaf). Under Cache.mu the cache calls only statetree, Space and the pool;
+// it never holds Cache.mu across backing I/O, and never calls ristretto with
+// it held.
 //
 // # Imports
 //
-// extentcache imports device, statetree, ristretto and zap. It must not
+// extentcache imports device, statetree, internal/pagemem, ristretto and
+// zap. It must not
 // import nbdserver or cmd, and it does not import alloc: it finds the backing
 // file's optional capabilities (vectored writes, cluster allocation) by type
 // assertion and takes space accounting as the Space interface.

@@ -15,6 +15,7 @@ type Stats struct {
 	PageBytes      int64 // memory held by dirty, writeback and kept (unsynced) pages
 	UnsyncedBytes  int64 // bytes written back, kept in memory until a lower sync
 	CachedBytes    int64 // bytes in the clean-block cache
+	MemoryBytes    int64 // page memory mapped by the cache (pages of every kind, free ones included)
 	TreeRanges     int   // records in the state tree
 
 	Hits, Misses uint64 // clean-cache lookups (dirty hits are not counted)
@@ -53,6 +54,7 @@ func (c *Cache) Stats() Stats {
 	if c.clean != nil {
 		s.CachedBytes = c.clean.MaxCost() - c.clean.RemainingCost()
 	}
+	s.MemoryBytes = c.pool.mappedBytes()
 	s.Hits, s.Misses = c.st.hits.Load(), c.st.misses.Load()
 	s.WriterWaits = c.st.waits.Load()
 	s.WritebackIOs, s.WritebackBytesW = c.st.wbIOs.Load(), c.st.wbBytes.Load()

@@ -336,6 +336,23 @@ func TestFullWindowWrittenAtOnce(t *testing.T) {
 	}
 }
 
+// TestFullWindowOutOfOrder: a window completed by a write in its middle
+// (requests completing out of order, as under a queue depth) is written
+// back at once too.
+func TestFullWindowOutOfOrder(t *testing.T) {
+	const bs = 4096
+	lower := newCountingDev(1 << 20)
+	o := quietOptions(t) // MaxWritebackIO 64 KiB, no background, no expiry
+	c := newTestCache(t, lower, o)
+	mustWrite(t, c, nil, fill(1, 8*bs, 8*bs), 8*bs) // the second half first
+	mustWrite(t, c, nil, fill(1, 0, 7*bs), 0)
+	mustWrite(t, c, nil, fill(1, 7*bs, bs), 7*bs) // completes window 0, ending mid-window
+	waitFor(t, "window 0 written back", func() bool { return c.Stats().DirtyBytes == 0 })
+	if got, want := lower.takeWrites(), []ioRange{{0, 16 * bs}}; !slices.Equal(got, want) {
+		t.Fatalf("lower writes %v, want %v", got, want)
+	}
+}
+
 // TestFullWindowBacklogThrottles: a sequential writer that completes
 // windows faster than writeback writes them waits once more than
 // WritebackInFlight whole windows are queued, and goes on as they drain.

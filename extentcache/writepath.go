@@ -87,23 +87,28 @@ func (c *Cache) pushAgeLocked(off, t int64) {
 	c.ages.push(off, t)
 }
 
-// noteFullWindowLocked queues for writeback the aligned MaxWritebackIO
-// window that a write ending at stop has just completed, if all of it is
-// dirty and none of it in flight, and reports whether it did. Such a window
-// is as large a write as writeback ever issues: waiting cannot improve it,
-// and writing it at once keeps a sequential stream's pages recycling (warm
-// memory, no page faults) instead of filling the dirty budget. c.mu must be
-// held.
-func (c *Cache) noteFullWindowLocked(stop int64) bool {
+// noteFullWindowLocked queues for writeback each aligned MaxWritebackIO
+// window that the write of [start, stop) touches, if all of it is dirty and
+// none of it in flight, and reports whether it queued any. Such a window is
+// as large a write as writeback ever issues: waiting cannot improve it, and
+// writing it at once keeps a sequential stream's pages recycling (warm
+// memory) instead of filling the dirty budget. Every write checks, not only
+// the one that ends at the window's end: with several requests in flight
+// the last byte of a window is often written before its middle. c.mu must
+// be held.
+func (c *Cache) noteFullWindowLocked(start, stop int64) bool {
 	win := c.opts.MaxWritebackIO
-	ws := (stop - 1) / win * win
-	we := min(ws+win, c.size)
-	if stop != we || (len(c.full) > 0 && c.full[len(c.full)-1] == ws) ||
-		!c.tree.TestAll(ws, we, statetree.Dirty) || c.tree.TestAny(ws, we, statetree.Writeback|statetree.Locked) {
-		return false // not completed by this write, queued already, or in flight
+	queued := false
+	for ws := start / win * win; ws < stop; ws += win {
+		we := min(ws+win, c.size)
+		if (len(c.full) > 0 && c.full[len(c.full)-1] == ws) ||
+			!c.tree.TestAll(ws, we, statetree.Dirty) || c.tree.TestAny(ws, we, statetree.Writeback|statetree.Locked) {
+			continue // not whole yet, queued already, or in flight
+		}
+		c.full = append(c.full, ws)
+		queued = true
 	}
-	c.full = append(c.full, ws)
-	return true
+	return queued
 }
 
 // writeChunk is the most bytes one critical section of WriteAt copies.
@@ -117,6 +122,12 @@ func (c *Cache) write(p []byte, off int64) error {
 	// Partial first and last blocks.
 	headPartial := off&(c.bs-1) != 0 || end < c.blockEnd(first)
 	tailPartial := last-1 != first && end < c.blockEnd(last-1)
+	partials := 0 // pages a partial block may need besides its own (read from lower first)
+	for _, p := range [2]bool{headPartial, tailPartial} {
+		if p {
+			partials++
+		}
+	}
 	var fills [2]*page // pages filled from lower for the head and tail blocks
 	var fillBlk = [2]int64{first, last - 1}
 	var fillGen [2]uint64
@@ -153,6 +164,21 @@ func (c *Cache) write(p []byte, off int64) error {
 			c.cond.Wait()
 			c.waiters--
 			continue
+		}
+		// Pages: kept pages are dropped before the pool grows (they are a
+		// cushion for a failing lower sync, never worth fresh memory), and
+		// the pool grows without mu (populating a chunk can take
+		// milliseconds).
+		if want := need + partials; c.pool.available() < want {
+			if c.tree.Bytes(Unsynced) > 0 {
+				c.dropKeptLocked()
+			}
+			if c.pool.available() < want {
+				c.mu.Unlock()
+				c.pool.reserve(want)
+				c.mu.Lock()
+				continue
+			}
 		}
 		// Partial blocks that are clean must be read first, without mu.
 		missing := false
@@ -243,7 +269,7 @@ func (c *Cache) write(p []byte, off int64) error {
 	if newlyDirty {
 		c.pushAgeLocked(start, time.Now().UnixNano())
 	}
-	if c.noteFullWindowLocked(stop) || c.tree.Bytes(statetree.Dirty) > c.opts.DirtyBackground {
+	if c.noteFullWindowLocked(start, stop) || c.tree.Bytes(statetree.Dirty) > c.opts.DirtyBackground {
 		c.kick()
 	}
 	// A sequential stream gains nothing from a backlog of whole windows

@@ -52,6 +52,7 @@ func fillCacheStats(s *metrics.ExportStats, c cacheLayer) {
 	s.Dirty = cs.DirtyBytes
 	s.Writeback = cs.WritebackBytes
 	s.Cached = cs.PageBytes + cs.CachedBytes
+	s.Memory = cs.MemoryBytes
 	s.CacheHits, s.CacheMisses = cs.Hits, cs.Misses
 	s.WriterWaits = cs.WriterWaits
 	s.FilledBytes = cs.WritebackFilled

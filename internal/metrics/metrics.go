@@ -45,6 +45,7 @@ type ExportStats struct {
 	Dirty       int64  // dirty bytes in the cache
 	Writeback   int64  // bytes under writeback
 	Cached      int64  // bytes held by the cache (dirty + clean)
+	Memory      int64  // page memory the cache has mapped, free pages included
 	CacheHits   uint64 // reads served from memory
 	CacheMisses uint64 // reads that went to the backing file
 	OutOfSpace  bool   // the allocator refuses new reservations
@@ -230,6 +231,7 @@ var stateDescs = []gaugeDesc{
 	{newDesc("dirty_bytes", "Dirty bytes in the write-back cache."), prometheus.GaugeValue, func(s ExportStats) float64 { return float64(s.Dirty) }},
 	{newDesc("writeback_bytes", "Bytes being written back to the backing file."), prometheus.GaugeValue, func(s ExportStats) float64 { return float64(s.Writeback) }},
 	{newDesc("cached_bytes", "Bytes held in memory by the cache."), prometheus.GaugeValue, func(s ExportStats) float64 { return float64(s.Cached) }},
+	{newDesc("cache_memory_bytes", "Page memory the cache has mapped (dirty, kept and free pages); it grows with use and is kept for reuse."), prometheus.GaugeValue, func(s ExportStats) float64 { return float64(s.Memory) }},
 	{newDesc("cache_hits_total", "Reads served from the cache."), prometheus.CounterValue, func(s ExportStats) float64 { return float64(s.CacheHits) }},
 	{newDesc("cache_misses_total", "Reads that went to the backing file."), prometheus.CounterValue, func(s ExportStats) float64 { return float64(s.CacheMisses) }},
 	{newDesc("writeback_fill_bytes_total", "Bytes of small holes writeback wrote as zeros so that dirty runs around them go out in one write and one extent (fill-gap)."), prometheus.CounterValue, func(s ExportStats) float64 { return float64(s.FilledBytes) }},
