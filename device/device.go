@@ -67,6 +67,19 @@ type Prefetcher interface {
 	Prefetch(off, n int64) error
 }
 
+// NoWaiter is a Device that can often complete a read or a write at once,
+// from memory, without waiting for I/O, for memory or for other requests (a
+// write-back cache hit). A server may then answer the request on the
+// goroutine that read it, without a hand-off. Each method either does what
+// ReadAt or WriteAt would do with the same arguments and reports done (err
+// being what ReadAt or WriteAt would return), or changes nothing and
+// reports false with a nil error; TryReadAt may have written to p then. They
+// never block, beyond a short lock.
+type NoWaiter interface {
+	TryReadAt(p []byte, off int64) (done bool, err error)
+	TryWriteAt(p []byte, off int64) (done bool, err error)
+}
+
 // ExtentFlags describe an extent for base:allocation. The values match the
 // NBD wire bits so the server can copy them.
 type ExtentFlags uint32

@@ -51,6 +51,16 @@ func TestAllocs(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+	check("TryWriteAt dirty block", 0, func() {
+		if done, err := c.TryWriteAt(p, 2*bs); !done || err != nil {
+			t.Fatalf("TryWriteAt: %v %v", done, err)
+		}
+	})
+	check("TryReadAt dirty", 0, func() {
+		if done, err := c.TryReadAt(p, 2*bs); !done || err != nil {
+			t.Fatalf("TryReadAt: %v %v", done, err)
+		}
+	})
 	check("ReadAt dirty", 0, func() {
 		if _, err := c.ReadAt(p, 2*bs); err != nil {
 			t.Fatal(err)

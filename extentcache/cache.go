@@ -78,6 +78,12 @@ const maxIOV = 1024
 //	Zeroed[|ZeroKeep] the bytes read as zeros; lower still has to be zeroed
 //	Delalloc         Space holds a reservation for the bytes
 //	Unsynced         written back, page kept until a lower sync covers it
+//
+// A block with a page but none of these bits holds a resident page: synced
+// data kept for reads until the memory is needed (resident.go). Resident
+// pages are not in the tree, so that the ranges it holds stay those that
+// writeback and flushes must look at.
+//
 //	UnsyncedZero[|ZeroKeep] zeroing applied to lower, not yet synced
 //
 // Dirty and Zeroed never overlap. A block with Writeback is never claimed by
@@ -118,8 +124,10 @@ type Cache struct {
 	// +checklocks:mu
 	index pageIndex // block number → page, for Dirty blocks and data under writeback
 	// +checklocks:mu
-	pagesInUse int // pages in index or held by writeback; ≤ maxPages except for one oversized write
-	maxPages   int // MaxDirty / BlockSize (constant)
+	pagesInUse int // pages in index or held by writeback, resident pages excepted; ≤ maxPages except for one oversized write
+	// +checklocks:mu
+	resident residentQueue // blocks with a resident page, oldest first, for eviction
+	maxPages int           // MaxDirty / BlockSize (constant)
 	// +checklocks:mu
 	gens []uint64 // per block-hash generation: seq of the last write/trim touching a block hashing there
 	// +checklocks:mu
@@ -177,6 +185,9 @@ type page struct {
 	fill     bool   // one of Cache.zeroPages: zeros for a filled hole, never in the index
 	wb       bool   // held by an in-flight writeback: never written while set
 	unsynced bool   // written back, kept until a lower sync (block is Unsynced)
+	clean    bool   // resident after a sync (no state bits); not counted in pagesInUse
+	ref      bool   // with clean: read since it was last passed by eviction
+	mark     bool   // scratch for compactResidentLocked, false outside it
 }
 
 var (
@@ -186,6 +197,7 @@ var (
 	_ device.Extenter    = (*Cache)(nil)
 	_ device.RangeSyncer = (*Cache)(nil)
 	_ device.Prefetcher  = (*Cache)(nil)
+	_ device.NoWaiter    = (*Cache)(nil)
 )
 
 // New returns a Cache over lower and starts its writeback goroutine. Close
@@ -405,6 +417,7 @@ type counters struct {
 	lowerFlushes     atomic.Uint64
 	checkpoints      atomic.Uint64
 	keptDropped      atomic.Uint64
+	evicted          atomic.Uint64 // bytes of resident pages evicted
 	waits            atomic.Uint64
 	wbSizes          [NumSizeBuckets]atomic.Uint64
 }

@@ -10,8 +10,8 @@ import (
 // the tree's own invariants; Dirty and Zeroed never overlap; every range is
 // block aligned; every Dirty block has a page that no writeback holds; every
 // Unsynced block has its kept page; every page in the index belongs to a
-// Dirty, Writeback or Unsynced block; ZeroKeep implies Zeroed or
-// UnsyncedZero. It takes c.mu; it is meant for tests, at quiescent points (no
+// Dirty, Writeback or Unsynced block, or is a resident page of a block with
+// no data state; ZeroKeep implies Zeroed or UnsyncedZero. It takes c.mu; it is meant for tests, at quiescent points (no
 // call in progress), where it also checks the page accounting.
 func (c *Cache) Check() error {
 	c.mu.Lock()
@@ -56,7 +56,7 @@ func (c *Cache) checkLocked(quiescent bool) error {
 		if r.Bits&Unsynced != 0 {
 			first, last := c.blockRange(r.Start, r.End)
 			for b := first; b < last; b++ {
-				if pg := c.index.get(b); pg == nil || !pg.unsynced || pg.wb {
+				if pg := c.index.get(b); pg == nil || !pg.unsynced || pg.wb || pg.clean {
 					return fail("unsynced block %d (range %v) has no kept page", b, r)
 				}
 			}
@@ -68,8 +68,8 @@ func (c *Cache) checkLocked(quiescent bool) error {
 				if pg == nil {
 					return fail("dirty block %d (range %v) has no page", b, r)
 				}
-				if pg.wb || pg.unsynced {
-					return fail("dirty block %d (range %v) has a writeback or kept page", b, r)
+				if pg.wb || pg.unsynced || pg.clean {
+					return fail("dirty block %d (range %v) has a writeback, kept or resident page", b, r)
 				}
 			}
 		}
@@ -78,20 +78,32 @@ func (c *Cache) checkLocked(quiescent bool) error {
 	if err != nil {
 		return err
 	}
-	c.index.each(func(b int64, _ *page) {
+	resident := 0
+	c.index.each(func(b int64, pg *page) {
 		r, ok := c.tree.Get(b << c.shift)
-		if err == nil && (!ok || r.Bits&(statetree.Dirty|statetree.Writeback|Unsynced) == 0) {
+		data := ok && r.Bits&(statetree.Dirty|statetree.Writeback|statetree.Zeroed|retainedBits) != 0
+		switch {
+		case err != nil:
+		case pg.clean && (data || pg.wb || pg.unsynced):
+			err = fmt.Errorf("extentcache: check: block %d has a resident page but state %v", b, r.Bits)
+		case !pg.clean && (!ok || r.Bits&(statetree.Dirty|statetree.Writeback|Unsynced) == 0):
 			err = fmt.Errorf("extentcache: check: block %d has a page but state %v", b, r.Bits)
+		}
+		if pg.clean {
+			resident++
 		}
 	})
 	if err != nil {
 		return err
 	}
-	if c.index.len() > c.pagesInUse {
-		return fmt.Errorf("extentcache: check: %d pages indexed but %d in use", c.index.len(), c.pagesInUse)
+	if resident != c.resident.n {
+		return fmt.Errorf("extentcache: check: %d resident pages indexed, %d counted", resident, c.resident.n)
 	}
-	if quiescent && c.inflight == 0 && c.pagesInUse != c.index.len() {
-		return fmt.Errorf("extentcache: check: no writeback in flight but %d pages in use, %d indexed", c.pagesInUse, c.index.len())
+	if c.index.len() > c.pagesInUse+c.resident.n {
+		return fmt.Errorf("extentcache: check: %d pages indexed but %d in use and %d resident", c.index.len(), c.pagesInUse, c.resident.n)
+	}
+	if quiescent && c.inflight == 0 && c.pagesInUse+c.resident.n != c.index.len() {
+		return fmt.Errorf("extentcache: check: no writeback in flight but %d pages in use and %d resident, %d indexed", c.pagesInUse, c.resident.n, c.index.len())
 	}
 	return nil
 }

@@ -256,7 +256,7 @@ func (c *Cache) keptOverLimitLocked() bool {
 
 // releaseSyncedLocked ends a successful sync of [from, to) (block
 // aligned): its Unsynced and UnsyncedZero bytes are durable, so their kept
-// pages are freed and their state cleared. c.mu must be held.
+// pages become resident and their state is cleared. c.mu must be held.
 func (c *Cache) releaseSyncedLocked(from, to int64) {
 	// A full sync without kept zeroings clears Unsynced in one bulk
 	// update at the end instead of one per range.
@@ -268,7 +268,7 @@ func (c *Cache) releaseSyncedLocked(from, to int64) {
 		}
 		s, e := max(r.Start, lo), min(r.End, to)
 		if r.Bits&Unsynced != 0 {
-			c.freeKeptPagesLocked(s, e)
+			c.makeResidentLocked(s, e)
 		}
 		if !bulk {
 			c.tree.Clear(s, e, retainedBits|ZeroKeep) // ZeroKeep: only on UnsyncedZero bytes here

@@ -79,6 +79,16 @@ func mustWrite(tb testing.TB, d device.Device, model []byte, p []byte, off int64
 	}
 }
 
+// evictResident evicts every resident page, so that reads of clean blocks go
+// to the clean cache or lower.
+func evictResident(c *Cache) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for c.resident.n > 0 {
+		c.evictResidentLocked(c.resident.n)
+	}
+}
+
 // verify reads [off, off+n) from d and compares it with model.
 func verify(tb testing.TB, d device.Device, model []byte, off, n int64) {
 	tb.Helper()

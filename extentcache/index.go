@@ -91,6 +91,31 @@ func (x *pageIndex) del(b int64) {
 // len returns the number of pages indexed.
 func (x *pageIndex) len() int { return x.n }
 
+// eachIn calls fn for every indexed block in [first, last), in ascending
+// order, skipping chunks that hold no page. fn may delete the block it is
+// given.
+func (x *pageIndex) eachIn(first, last int64, fn func(b int64, p *page)) {
+	mask := int64(1)<<x.bits - 1
+	for ci := first >> x.bits; ci <= (last-1)>>x.bits && ci < int64(len(x.dir)); ci++ {
+		ch := x.dir[ci]
+		if ch == nil {
+			continue
+		}
+		lo, hi := int64(0), mask+1
+		if ci == first>>x.bits {
+			lo = first & mask
+		}
+		if ci == (last-1)>>x.bits {
+			hi = (last-1)&mask + 1
+		}
+		for i := lo; i < hi; i++ {
+			if p := ch.pages[i]; p != nil {
+				fn(ci<<x.bits+i, p)
+			}
+		}
+	}
+}
+
 // each calls fn for every indexed block in ascending order.
 func (x *pageIndex) each(fn func(b int64, p *page)) {
 	for ci, ch := range x.dir {

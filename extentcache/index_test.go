@@ -2,6 +2,7 @@ package extentcache
 
 import (
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -37,5 +38,40 @@ func TestPageIndex(t *testing.T) {
 			}
 			prev = b
 		})
+	}
+}
+
+// TestIndexEachIn: eachIn visits exactly the indexed blocks of the range,
+// in order, across chunk boundaries and with deletions by the callback.
+func TestIndexEachIn(t *testing.T) {
+	x := newPageIndex(1000, 4)
+	pg := &page{}
+	set := []int64{0, 1, 31, 32, 33, 63, 64, 500, 999}
+	for _, b := range set {
+		x.set(b, pg)
+	}
+	for _, tc := range []struct {
+		first, last int64
+		want        []int64
+	}{
+		{0, 1000, set},
+		{1, 32, []int64{1, 31}},
+		{31, 34, []int64{31, 32, 33}},
+		{34, 63, nil},
+		{63, 65, []int64{63, 64}},
+		{65, 999, []int64{500}},
+		{999, 1000, []int64{999}},
+	} {
+		var got []int64
+		x.eachIn(tc.first, tc.last, func(b int64, _ *page) { got = append(got, b) })
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("eachIn(%d, %d) = %v, want %v", tc.first, tc.last, got, tc.want)
+		}
+	}
+	x.eachIn(30, 70, func(b int64, _ *page) { x.del(b) })
+	var left []int64
+	x.each(func(b int64, _ *page) { left = append(left, b) })
+	if want := []int64{0, 1, 500, 999}; !slices.Equal(left, want) {
+		t.Fatalf("after deleting [30, 70) while walking it: %v, want %v", left, want)
 	}
 }

@@ -1,6 +1,7 @@
 package extentcache
 
 import (
+	"bytes"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -87,6 +88,85 @@ func TestKeptPagesNotWorthMemory(t *testing.T) {
 		t.Fatalf("after new writes: %d bytes of page memory, %d kept bytes dropped; want %d and %d",
 			st.MemoryBytes, st.KeptDropped, chunk, chunk)
 	}
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	verify(t, lower.Crash(), model, 0, size)
+}
+
+// TestResidentPages: after a flush the written pages stay resident: reads
+// are served without reading lower, a write reuses its block's page, a trim
+// drops it, and everything reads back as the model says.
+func TestResidentPages(t *testing.T) {
+	const size, bs = 1 << 20, 4096
+	lower := newCountingDev(size)
+	o := quietOptions(t)
+	c := newTestCache(t, lower, o)
+	model := make([]byte, size)
+	mustWrite(t, c, model, fill(1, 0, 64*bs), 0)
+	mustWrite(t, c, model, fill(2, 100*bs, bs), 100*bs)
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if st := c.Stats(); st.ResidentBytes != 65*bs || st.PageBytes != 0 || st.DirtyBytes != 0 {
+		t.Fatalf("after flush: resident %d, page %d, dirty %d bytes; want %d, 0, 0", st.ResidentBytes, st.PageBytes, st.DirtyBytes, 65*bs)
+	}
+	reads := lower.readCount()
+	verify(t, c, model, 0, 64*bs)
+	verify(t, c, model, 100*bs, bs)
+	mustWrite(t, c, model, fill(3, 10*bs+7, 100), 10*bs+7) // partial: reuses the resident page, no read
+	if n := lower.readCount() - reads; n != 0 {
+		t.Fatalf("reading and partly rewriting resident blocks read lower %d times", n)
+	}
+	if err := c.Trim(20*bs, 4*bs); err != nil {
+		t.Fatal(err)
+	}
+	clear(model[20*bs : 24*bs])
+	if st := c.Stats(); st.ResidentBytes != 60*bs || st.PageBytes != bs {
+		t.Fatalf("after a write and a trim: resident %d, page %d bytes; want %d, %d", st.ResidentBytes, st.PageBytes, 60*bs, bs)
+	}
+	verify(t, c, model, 0, size)
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	verify(t, c, model, 0, size)
+	if !bytes.Equal(lower.image(), model) {
+		t.Fatal("lower differs from the model after flush")
+	}
+}
+
+// TestResidentEvicted: resident pages give their memory to new writes
+// before the pool grows, oldest first, and a page read since it became
+// resident is passed over once.
+func TestResidentEvicted(t *testing.T) {
+	const size, bs = 16 << 20, 4096
+	lower := memdev.New(size, memdev.Options{Crashable: true})
+	o := testOptions(t)
+	o.MaxDirty, o.DirtyBackground = 64<<20, 64<<20
+	o.WritebackAge = time.Hour
+	c := newTestCache(t, lower, o)
+	model := make([]byte, size)
+	chunk := int64(pagemem.ChunkSize)
+	mustWrite(t, c, model, fill(1, 0, int(chunk)), 0)
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if st := c.Stats(); st.ResidentBytes != chunk || st.MemoryBytes != chunk {
+		t.Fatalf("resident %d bytes in %d bytes of memory, want one chunk of each", st.ResidentBytes, st.MemoryBytes)
+	}
+	verify(t, c, model, 0, bs) // block 0 is referenced: it survives the first pass
+	mustWrite(t, c, model, fill(2, chunk, bs), chunk)
+	st := c.Stats()
+	if st.MemoryBytes != chunk || st.Evicted != minEvict*bs {
+		t.Fatalf("after a new write: %d bytes of memory, %d evicted; want %d and %d", st.MemoryBytes, st.Evicted, chunk, minEvict*bs)
+	}
+	c.mu.Lock()
+	first, second := c.index.get(0), c.index.get(1)
+	c.mu.Unlock()
+	if first == nil || second != nil {
+		t.Fatalf("block 0 resident %v, block 1 resident %v; want the read block kept and the next evicted", first != nil, second != nil)
+	}
+	verify(t, c, model, 0, size)
 	if err := c.Flush(); err != nil {
 		t.Fatal(err)
 	}

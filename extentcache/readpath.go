@@ -19,6 +19,74 @@ type cleanBlock struct {
 	gen uint64
 }
 
+// cleanList is what memReadLocked leaves for the clean cache and lower.
+type cleanList struct {
+	blocks       [maxTrackedClean]cleanBlock
+	n            int
+	overflowFrom int64 // first clean block not listed, or -1
+}
+
+// memReadLocked copies into p the blocks of [off, off+len(p)) that memory
+// answers (pages: dirty, under writeback, kept or resident; zeroed ranges)
+// and lists the others, with their generations, in cl. With cl nil it stops
+// at the first block memory cannot answer and reports false. c.mu must be
+// held.
+func (c *Cache) memReadLocked(p []byte, off int64, cl *cleanList) bool {
+	end := off + int64(len(p))
+	first, last := c.blockRange(off, end)
+	if cl != nil {
+		cl.overflowFrom = -1
+	}
+	zs, ze, zeroed := int64(-1), int64(-1), false // the tree segment last looked up
+	anyZeroed := c.tree.Bytes(statetree.Zeroed|UnsyncedZero) > 0
+	for b := first; b < last; b++ {
+		bo := b << c.shift
+		lo, hi := max(off, bo), min(end, c.blockEnd(b))
+		if pg := c.index.get(b); pg != nil {
+			copy(p[lo-off:hi-off], pg.buf[lo-bo:hi-bo])
+			pg.ref = pg.clean
+			continue
+		}
+		if anyZeroed {
+			if bo < zs || bo >= ze {
+				r, ok := c.tree.Get(bo)
+				zs, ze, zeroed = bo, c.blockEnd(b), false
+				if ok {
+					zs, ze, zeroed = r.Start, r.End, r.Bits&(statetree.Zeroed|UnsyncedZero) != 0
+				}
+			}
+			if zeroed {
+				clear(p[lo-off : hi-off])
+				continue
+			}
+		}
+		switch {
+		case cl == nil:
+			return false
+		case cl.n < maxTrackedClean:
+			cl.blocks[cl.n] = cleanBlock{b, c.gens[c.genSlot(b)]}
+			cl.n++
+		case cl.overflowFrom < 0:
+			cl.overflowFrom = b
+		}
+	}
+	return true
+}
+
+// TryReadAt is ReadAt when memory holds every block of the range (dirty,
+// kept or resident pages, zeroed ranges): no clean-cache lookup and no
+// lower read. Otherwise it reports false; p may have been written
+// (device.NoWaiter). It covers reads of up to 128 KiB.
+func (c *Cache) TryReadAt(p []byte, off int64) (bool, error) {
+	n := int64(len(p))
+	if n == 0 || n > writeChunk || device.CheckRange("extentcache: read", off, n, c.size) != nil {
+		return false, nil // ReadAt reports it
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.closed && c.memReadLocked(p, off, nil), nil
+}
+
 // ReadAt reads [off, off+len(p)) with the newest acknowledged data: dirty
 // blocks and blocks under writeback from memory, zeroed blocks as zeros,
 // clean blocks from the clean cache or the lower device.
@@ -49,45 +117,15 @@ func (c *Cache) read(p []byte, off int64, admit bool) (int, error) {
 		return len(p), nil
 	}
 	end := off + n
-	first, last := c.blockRange(off, end)
-	var tracked [maxTrackedClean]cleanBlock
-	nt := 0
-	overflowFrom := int64(-1) // first clean block not tracked, if any
+	var cl cleanList
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		return 0, errClosed("read")
 	}
-	zs, ze, zeroed := int64(-1), int64(-1), false // the tree segment last looked up
-	anyZeroed := c.tree.Bytes(statetree.Zeroed|UnsyncedZero) > 0
-	for b := first; b < last; b++ {
-		bo := b << c.shift
-		lo, hi := max(off, bo), min(end, c.blockEnd(b))
-		if pg := c.index.get(b); pg != nil {
-			copy(p[lo-off:hi-off], pg.buf[lo-bo:hi-bo])
-			continue
-		}
-		if anyZeroed {
-			if bo < zs || bo >= ze {
-				r, ok := c.tree.Get(bo)
-				zs, ze, zeroed = bo, c.blockEnd(b), false
-				if ok {
-					zs, ze, zeroed = r.Start, r.End, r.Bits&(statetree.Zeroed|UnsyncedZero) != 0
-				}
-			}
-			if zeroed {
-				clear(p[lo-off : hi-off])
-				continue
-			}
-		}
-		if nt < maxTrackedClean {
-			tracked[nt] = cleanBlock{b, c.gens[c.genSlot(b)]}
-			nt++
-		} else if overflowFrom < 0 {
-			overflowFrom = b
-		}
-	}
+	c.memReadLocked(p, off, &cl)
 	c.mu.Unlock()
+	tracked, nt, overflowFrom := &cl.blocks, cl.n, cl.overflowFrom
 	if nt == 0 {
 		return len(p), nil
 	}

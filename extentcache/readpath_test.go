@@ -35,7 +35,8 @@ func TestCleanCacheFillRace(t *testing.T) {
 	if err := c.Flush(); err != nil { // the block is clean again, lower has neu
 		t.Fatal(err)
 	}
-	g <- struct{}{} // let the reader finish and fill the cache with old data
+	evictResident(c) // reads must go through the clean cache, not the page the write left
+	g <- struct{}{}  // let the reader finish and fill the cache with old data
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ type Stats struct {
 	DelallocBytes  int64 // bytes with a space reservation not yet allocated
 	PageBytes      int64 // memory held by dirty, writeback and kept (unsynced) pages
 	UnsyncedBytes  int64 // bytes written back, kept in memory until a lower sync
+	ResidentBytes  int64 // synced bytes whose page stays resident for reads
 	CachedBytes    int64 // bytes in the clean-block cache
 	MemoryBytes    int64 // page memory mapped by the cache (pages of every kind, free ones included)
 	TreeRanges     int   // records in the state tree
@@ -34,6 +35,7 @@ type Stats struct {
 	LowerFlushes uint64        // lower Flush calls
 	Checkpoints  uint64        // lower flushes writeback issued itself to release kept pages
 	KeptDropped  uint64        // bytes of kept pages released without a sync, for memory
+	Evicted      uint64        // bytes of resident pages evicted for memory
 
 	StickyErr error // the pending writeback error, nil if none
 }
@@ -48,6 +50,7 @@ func (c *Cache) Stats() Stats {
 	s.DelallocBytes = c.tree.Bytes(statetree.Delalloc)
 	s.PageBytes = int64(c.pagesInUse) * c.bs
 	s.UnsyncedBytes = c.tree.Bytes(Unsynced)
+	s.ResidentBytes = int64(c.resident.n) * c.bs
 	s.TreeRanges = c.tree.Len()
 	s.StickyErr = c.stickyErr
 	c.mu.Unlock()
@@ -69,5 +72,6 @@ func (c *Cache) Stats() Stats {
 	s.LowerFlushes = c.st.lowerFlushes.Load()
 	s.Checkpoints = c.st.checkpoints.Load()
 	s.KeptDropped = c.st.keptDropped.Load()
+	s.Evicted = c.st.evicted.Load()
 	return s
 }

@@ -97,29 +97,20 @@ func (c *Cache) writeZeros(off, end int64) error {
 // maxBlockOnStack bounds the zero buffer writeZeros keeps on its stack.
 const maxBlockOnStack = 4096
 
-// dropPagesLocked removes the pages of every block in [s, e) from the index,
-// including pages kept after writeback (Unsynced). Pages held by an in-flight writeback are freed when it completes. c.mu
-// must be held.
+// dropPagesLocked removes the pages of every block in [s, e) from the index:
+// dirty pages, pages kept after writeback (Unsynced) and resident ones; the
+// caller clears the bits. Pages held by an in-flight writeback are freed
+// when it completes. It walks the index, not the tree, because resident
+// pages have no state bits. c.mu must be held.
 func (c *Cache) dropPagesLocked(s, e int64) {
-	rs := c.scratch[:0]
-	c.tree.Ascend(s, e, func(r statetree.Range) bool {
-		if r.Bits&(statetree.Dirty|statetree.Writeback|Unsynced) != 0 {
-			rs = append(rs, r)
+	first, last := c.blockRange(s, e)
+	c.index.eachIn(first, last, func(b int64, pg *page) {
+		c.index.del(b)
+		switch {
+		case pg.clean:
+			c.freeResidentLocked(pg)
+		case !pg.wb:
+			c.freePageLocked(pg)
 		}
-		return true
 	})
-	for _, r := range rs {
-		first, last := c.blockRange(max(r.Start, s), min(r.End, e))
-		for b := first; b < last; b++ {
-			pg := c.index.get(b)
-			if pg == nil {
-				continue
-			}
-			c.index.del(b)
-			if !pg.wb {
-				c.freePageLocked(pg)
-			}
-		}
-	}
-	c.scratch = rs[:0]
 }

@@ -74,7 +74,7 @@ func (c *Cache) pushAgeLocked(off, t int64) {
 	if c.ages.len() >= 2*c.maxPages+1024 {
 		zeroed := c.tree.Bytes(statetree.Zeroed) > 0
 		c.ages.compact(func(off int64) bool {
-			if c.index.get(off>>c.shift) != nil {
+			if pg := c.index.get(off >> c.shift); pg != nil && !pg.clean {
 				return true // dirty, under writeback or kept: look again later
 			}
 			if !zeroed {
@@ -119,9 +119,7 @@ const writeChunk = 128 << 10
 func (c *Cache) write(p []byte, off int64) error {
 	end := off + int64(len(p))
 	first, last := c.blockRange(off, end)
-	// Partial first and last blocks.
-	headPartial := off&(c.bs-1) != 0 || end < c.blockEnd(first)
-	tailPartial := last-1 != first && end < c.blockEnd(last-1)
+	headPartial, tailPartial := c.partialEnds(off, end)
 	partials := 0 // pages a partial block may need besides its own (read from lower first)
 	for _, p := range [2]bool{headPartial, tailPartial} {
 		if p {
@@ -147,7 +145,7 @@ func (c *Cache) write(p []byte, off int64) error {
 		}
 		// Back-pressure: wait while dirty memory is over the limit.
 		need := int(last - first)
-		if c.pagesInUse > 0 && c.pagesInUse+need > c.maxPages {
+		if c.overDirtyLocked(need) {
 			if c.stickyErr != nil {
 				if stallStart.IsZero() {
 					stallStart = time.Now()
@@ -165,26 +163,21 @@ func (c *Cache) write(p []byte, off int64) error {
 			c.waiters--
 			continue
 		}
-		// Pages: kept pages are dropped before the pool grows (they are a
-		// cushion for a failing lower sync, never worth fresh memory), and
-		// the pool grows without mu (populating a chunk can take
-		// milliseconds).
-		if want := need + partials; c.pool.available() < want {
-			if c.tree.Bytes(Unsynced) > 0 {
-				c.dropKeptLocked()
-			}
-			if c.pool.available() < want {
-				c.mu.Unlock()
-				c.pool.reserve(want)
-				c.mu.Lock()
-				continue
-			}
+		// Pages: resident pages are evicted and then kept pages dropped
+		// before the pool grows (clean copies and a cushion for a failing
+		// lower sync are never worth fresh memory), and the pool grows
+		// without mu (populating a chunk can take milliseconds).
+		if want := need + partials; !c.pagesAtHandLocked(want) {
+			c.mu.Unlock()
+			c.pool.reserve(want)
+			c.mu.Lock()
+			continue
 		}
 		// Partial blocks that are clean must be read first, without mu.
 		missing := false
 		for i, partial := range [2]bool{headPartial, tailPartial} {
 			b := fillBlk[i]
-			if !partial || c.index.get(b) != nil || c.zeroedLocked(b) {
+			if !partial || !c.mustFillLocked(b) {
 				if fills[i] != nil {
 					c.freePageLocked(fills[i])
 					fills[i] = nil
@@ -218,6 +211,97 @@ func (c *Cache) write(p []byte, off int64) error {
 		}
 		break
 	}
+	if err := c.applyLocked(p, off, &fills); err != nil {
+		return err
+	}
+	// A sequential stream gains nothing from a backlog of whole windows
+	// (they are already full-size writes): hold its writer to the speed of
+	// writeback, like the kernel's balance_dirty_pages, so its pages are
+	// recycled (warm memory) instead of filling the dirty budget with fresh
+	// pages. The write itself is done; only its return waits.
+	for c.windowBacklogLocked() && !c.closed && c.stickyErr == nil {
+		c.st.waits.Add(1)
+		c.cond.Wait()
+	}
+	return nil
+}
+
+// TryWriteAt is WriteAt when it can complete at once: no partial block to
+// read from lower, no wait for dirty memory or for the window backlog, and
+// the pages at hand. Otherwise it changes nothing and reports false
+// (device.NoWaiter). It covers writes of up to 128 KiB.
+func (c *Cache) TryWriteAt(p []byte, off int64) (bool, error) {
+	n := int64(len(p))
+	if n == 0 || n > writeChunk || device.CheckRange("extentcache: write", off, n, c.size) != nil {
+		return false, nil // WriteAt reports it
+	}
+	end := off + n
+	first, last := c.blockRange(off, end)
+	headPartial, tailPartial := c.partialEnds(off, end)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.overDirtyLocked(int(last-first)) || c.windowBacklogLocked() ||
+		(headPartial && c.mustFillLocked(first)) || (tailPartial && c.mustFillLocked(last-1)) ||
+		!c.pagesAtHandLocked(int(last-first)) {
+		return false, nil
+	}
+	var fills [2]*page
+	return true, c.applyLocked(p, off, &fills)
+}
+
+// partialEnds reports whether the first and the last block that [off, end)
+// touches are covered only in part (a one-block write reports its block
+// once, as the head).
+func (c *Cache) partialEnds(off, end int64) (head, tail bool) {
+	first, last := c.blockRange(off, end)
+	head = off&(c.bs-1) != 0 || end < c.blockEnd(first)
+	tail = last-1 != first && end < c.blockEnd(last-1)
+	return head, tail
+}
+
+// overDirtyLocked reports whether a write needing need new pages must wait
+// for dirty memory. c.mu must be held.
+func (c *Cache) overDirtyLocked(need int) bool {
+	return c.pagesInUse > 0 && c.pagesInUse+need > c.maxPages
+}
+
+// windowBacklogLocked reports whether more whole windows wait for
+// writeback than it keeps in flight: a writer then waits. c.mu must be
+// held.
+func (c *Cache) windowBacklogLocked() bool { return len(c.full) > c.opts.WritebackInFlight }
+
+// mustFillLocked reports whether a partial write to block b must read the
+// block first: it has no page and is not zeroed. c.mu must be held.
+func (c *Cache) mustFillLocked(b int64) bool {
+	return c.index.get(b) == nil && !c.zeroedLocked(b)
+}
+
+// pagesAtHandLocked makes want free pages available without growing the
+// pool, evicting resident pages and then dropping kept ones, and reports
+// whether it could. c.mu must be held.
+func (c *Cache) pagesAtHandLocked(want int) bool {
+	if c.pool.available() >= want {
+		return true
+	}
+	if c.resident.n > 0 {
+		c.evictResidentLocked(max(want-c.pool.available(), minEvict))
+	}
+	if c.pool.available() < want && c.tree.Bytes(Unsynced) > 0 {
+		c.dropKeptLocked()
+	}
+	return c.pool.available() >= want
+}
+
+// applyLocked makes the write of p at off: it reserves space (all or
+// nothing), copies into the blocks' pages (fills holds the head and tail
+// blocks read from lower, if any; applyLocked takes them) and updates the
+// tree, the generations and the age marks. The pages must be at hand and
+// every partial block must have a page, be zeroed, or come in fills. c.mu
+// must be held.
+func (c *Cache) applyLocked(p []byte, off int64, fills *[2]*page) error {
+	end := off + int64(len(p))
+	first, last := c.blockRange(off, end)
+	fillBlk := [2]int64{first, last - 1}
 	// Reserve the space the write needs; all or nothing.
 	start, stop := first<<c.shift, c.blockEnd(last-1)
 	bitsSet := statetree.Dirty
@@ -253,6 +337,10 @@ func (c *Cache) write(p []byte, off int64) error {
 			// supersedes it, so the page becomes Dirty again in place.
 			pg.unsynced = false
 			newlyDirty = true
+		case pg.clean:
+			// Resident after a sync: reused in place the same way.
+			c.reuseResidentLocked(pg)
+			newlyDirty = true
 		case pg.wb:
 			// Copy-on-write: the old page is being written back.
 			np := c.newPageLocked()
@@ -271,16 +359,6 @@ func (c *Cache) write(p []byte, off int64) error {
 	}
 	if c.noteFullWindowLocked(start, stop) || c.tree.Bytes(statetree.Dirty) > c.opts.DirtyBackground {
 		c.kick()
-	}
-	// A sequential stream gains nothing from a backlog of whole windows
-	// (they are already full-size writes): hold its writer to the speed of
-	// writeback, like the kernel's balance_dirty_pages, so its pages are
-	// recycled (warm memory) instead of filling the dirty budget with fresh
-	// pages (a page fault per 4 KiB: half a core at 1.3 GB/s). The write
-	// itself is done; only its return waits.
-	for len(c.full) > c.opts.WritebackInFlight && !c.closed && c.stickyErr == nil {
-		c.st.waits.Add(1)
-		c.cond.Wait()
 	}
 	c.invariantLocked()
 	return nil

@@ -206,6 +206,7 @@ func (c *conn) transmit() error {
 		c.workers.Wait()
 		close(c.replies)
 		<-c.wdone
+		c.flushInline() // replies of inline requests before a DISC or an error
 		if c.drain != nil {
 			c.s.pools.put(c.drain)
 		}
@@ -216,7 +217,14 @@ func (c *conn) transmit() error {
 		hsize = sizeExtendedRequest
 	}
 	drainLimit := max(uint64(maxPayloadDrain), 2*uint64(o.MaxPayload))
+	unflushed := false // replies of inline requests not flushed yet
 	for {
+		if unflushed && c.br.Buffered() < hsize {
+			// The next read may block: send what the inline path
+			// answered from this batch first, in one write.
+			c.flushInline()
+			unflushed = false
+		}
 		if _, err := io.ReadFull(c.br, c.rhdr[:hsize]); err != nil {
 			return err
 		}
@@ -241,6 +249,10 @@ func (c *conn) transmit() error {
 			if errno == 0 {
 				r.buf = c.s.pools.get(int(p))
 				r.data = (*r.buf)[:p]
+				if unflushed && uint64(c.br.Buffered()) < p {
+					c.flushInline() // the rest of the payload may take a while
+					unflushed = false
+				}
 				if _, err := io.ReadFull(c.br, r.data); err != nil {
 					c.abandon(r)
 					return err
@@ -259,6 +271,10 @@ func (c *conn) transmit() error {
 			c.reply(r)
 			continue
 		}
+		if c.tryNoWait(r) {
+			unflushed = true
+			continue
+		}
 		if c.inline(r) {
 			// Nothing else in flight and nothing more received: a worker
 			// hand-off would only add latency.
@@ -267,6 +283,79 @@ func (c *conn) transmit() error {
 			continue
 		}
 		c.work <- r
+	}
+}
+
+// tryNoWait answers a READ or WRITE of at most maxInline bytes on the
+// reader itself when the device can do it at once from memory
+// (device.NoWaiter: a write-back cache hit, a write absorbed in memory). The
+// reply is encoded into the write buffer but not flushed: the reader flushes
+// before it next waits for input, so one batch of requests read with one
+// system call is answered with one write. A request the device cannot do at
+// once goes to a worker as usual; so do FUA writes and sparse reads.
+// (Measured on the 2-vCPU VM, where a null system call costs 1.2 µs: 4 KiB
+// random reads of data held in memory went from 27 to 20.6 µs of server CPU
+// per request, 42.3k to 49.2k IOPS; the worker and writer hand-offs had cost
+// a fifth of the server's CPU in the scheduler.)
+func (c *conn) tryNoWait(r *request) bool {
+	nw := c.exp.nowaiter
+	if nw == nil || r.length == 0 || r.length > maxInline {
+		return false
+	}
+	off := int64(r.off)
+	var done bool
+	var err error
+	switch r.cmd {
+	case CmdRead:
+		if c.sparseRead(r) {
+			return false
+		}
+		n := int(r.length)
+		r.buf = c.s.pools.get(n)
+		r.data = (*r.buf)[:n]
+		if done, err = nw.TryReadAt(r.data, off); !done {
+			return false // the worker reads into the same buffer
+		}
+		r.segs[0] = segment{off: off, n: int64(n)}
+		r.nsegs = 1
+	case CmdWrite:
+		if r.flags&cmdFlagFUA != 0 {
+			return false
+		}
+		if done, err = nw.TryWriteAt(r.data, off); !done {
+			return false
+		}
+	default:
+		return false
+	}
+	if err != nil {
+		r.errno = errnoOf(err, r.cmd, r.flags)
+		r.msg = r.errno.message()
+		c.logFailed(r, err)
+	}
+	c.wmu.Lock()
+	if c.werr == nil {
+		c.werr = c.writeReplyLocked(r)
+		if c.werr != nil {
+			c.log.Debug("write failed; closing", zap.Error(c.werr))
+			c.kill()
+		}
+	}
+	c.wmu.Unlock()
+	c.finish(r)
+	return true
+}
+
+// flushInline sends the replies the reader encoded without flushing.
+func (c *conn) flushInline() {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.werr != nil || c.bw.Buffered() == 0 {
+		return // failed, or the writer goroutine flushed them already
+	}
+	if c.werr = c.bw.Flush(); c.werr != nil {
+		c.log.Debug("write failed; closing", zap.Error(c.werr))
+		c.kill()
 	}
 }
 

@@ -58,18 +58,33 @@ func (c *conn) fua(r *request) error {
 	return c.exp.Device.Flush()
 }
 
+// minSparseRead is the smallest READ whose zero runs are looked for and sent
+// as OFFSET_HOLE chunks. Below it the extent query (a second pass over the
+// device's state per request) costs more than the zeros it could save.
+const minSparseRead = 64 << 10
+
+// sparseRead reports whether READ r is answered with hole chunks for its
+// zero runs: structured replies, an Extenter device, no DF flag, and at
+// least minSparseRead bytes.
+func (c *conn) sparseRead(r *request) bool {
+	return c.neg.structured && c.exp.extenter != nil && r.flags&cmdFlagDF == 0 && r.length >= minSparseRead
+}
+
 // read fills r.data. With structured replies, an Extenter device and no DF
-// flag, zero runs become hole segments that are not read at all.
+// flag, zero runs of large reads become hole segments that are not read at
+// all.
 func (c *conn) read(r *request) error {
 	n := int(r.length)
 	if n == 0 {
 		return nil
 	}
-	r.buf = c.s.pools.get(n)
+	if r.buf == nil { // the inline path may have taken one already
+		r.buf = c.s.pools.get(n)
+	}
 	r.data = (*r.buf)[:n]
 	off := int64(r.off)
 	x := c.exp
-	if !c.neg.structured || x.extenter == nil || r.flags&cmdFlagDF != 0 {
+	if !c.sparseRead(r) {
 		r.segs[0] = segment{off: off, n: int64(n)}
 		r.nsegs = 1
 		_, err := x.Device.ReadAt(r.data, off)

@@ -57,6 +57,7 @@ type export struct {
 	extenter   device.Extenter
 	syncer     device.RangeSyncer
 	prefetcher device.Prefetcher
+	nowaiter   device.NoWaiter // nil: requests always go to a worker (or the QD1 write path)
 }
 
 func newExport(e Export) *export {
@@ -71,6 +72,7 @@ func newExport(e Export) *export {
 	x.extenter, _ = e.Device.(device.Extenter)
 	x.syncer, _ = e.Device.(device.RangeSyncer)
 	x.prefetcher, _ = e.Device.(device.Prefetcher)
+	x.nowaiter, _ = e.Device.(device.NoWaiter)
 	return x
 }
 
