@@ -111,6 +111,7 @@ type Cache struct {
 	pool      *pagePool // memory of every page
 	clean     *ristretto.Cache[uint64, []byte]
 	door      *doorkeeper    // with clean: admits a block on its second miss
+	gate      cleanGate      // with clean: bypasses it while it does not hit
 	done      chan struct{}  // closed to stop the writeback goroutine
 	wake      chan struct{}  // cap 1: wakes the writeback goroutine
 	jobq      chan *job      // claimed jobs for the I/O workers; closed when run exits
@@ -128,6 +129,9 @@ type Cache struct {
 	// +checklocks:mu
 	resident residentQueue // blocks with a resident page, oldest first, for eviction
 	maxPages int           // MaxDirty / BlockSize (constant)
+	// keptGrowLimit: kept pages below this many bytes are never dropped to
+	// spare the pool a chunk (keptGrowLimitDefault; tests lower it).
+	keptGrowLimit int64
 	// +checklocks:mu
 	gens []uint64 // per block-hash generation: seq of the last write/trim touching a block hashing there
 	// +checklocks:mu
@@ -168,12 +172,17 @@ type Cache struct {
 	outOfSpace bool // Space.SetOutOfSpace(true) was called
 	// +checklocks:mu
 	reqs []*syncReq // pending Flush/SyncRange requests
+
 	// +checklocks:mu
 	cursor int64 // background sweep position
 	// +checklocks:mu
 	full []int64 // starts of windows found wholly dirty by a write, to write back first
 	// +checklocks:mu
 	jobs []*job // recycled writeback jobs
+	// +checklocks:mu
+	batch, batchTail *job // a flush pass's open batch of small clusters, not yet sent to a worker
+	// +checklocks:mu
+	batchLen int
 	// +checklocks:mu
 	scratch []statetree.Range
 	cond    *sync.Cond // on mu: broadcast when an I/O completes or a request arrives
@@ -222,7 +231,10 @@ func New(lower device.Device, opts Options) (*Cache, error) {
 		wake:     make(chan struct{}, 1),
 		maxPages: int(opts.MaxDirty / opts.BlockSize),
 		pool:     newPagePool(opts.BlockSize),
-		backoff:  opts.RetryBackoff,
+		// A stream of whole windows recycles its pages once this much is
+		// kept; below it, kept pages keep their fsyncgate protection.
+		keptGrowLimit: keptGrowLimitDefault,
+		backoff:       opts.RetryBackoff,
 		// syncBackoff is the delay between failing checkpoints.
 		syncBackoff: opts.RetryBackoff,
 		// The lower device may hold unflushed writes from before.

@@ -147,6 +147,10 @@ func TestFaults(t *testing.T) {
 			sp := newFakeSpace(bs, size/bs)
 			o := testOptions(t)
 			o.Space = sp
+			// Room for the kept pages: dropping them under memory
+			// pressure would make the injected flush failure permanent
+			// (TestDroppedThenSyncFails covers that).
+			o.MaxDirty = 4 << 20
 			c := newTestCache(t, fd, o)
 			model := make([]byte, size)
 			mustWrite(t, c, model, fill(1, 0, 64*bs), 0)

@@ -352,15 +352,17 @@ func (c *Cache) pass(from, to int64) error {
 		at := max(r.Start, cursor)
 		if r.Bits&(statetree.Writeback|statetree.Locked) != 0 {
 			// Older I/O in flight over these bytes; wait, then look again.
+			c.dispatchBatchLocked()
 			c.cond.Wait()
 			continue
 		}
-		e, ok := c.claimLocked(r, at, false)
+		e, ok := c.claimChainLocked(r, at, false, true)
 		if !ok {
 			continue // state changed while waiting for a slot: look again
 		}
 		cursor = e
 	}
+	c.dispatchBatchLocked()
 	for c.inflight > 0 {
 		c.cond.Wait()
 	}

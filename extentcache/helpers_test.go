@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -136,6 +137,8 @@ type countingDev struct {
 	readGate chan struct{}
 	reads    int
 	flushes  int
+	active   int // writes in progress
+	maxConc  int // most writes ever in progress at once
 }
 
 type ioRange struct{ off, n int64 }
@@ -184,11 +187,19 @@ func (d *countingDev) WriteAt(p []byte, off int64) (int, error) {
 	return d.WriteVAt([][]byte{p}, off)
 }
 func (d *countingDev) WriteVAt(bufs [][]byte, off int64) (int, error) {
-	if g := d.gateChan(); g != nil {
+	d.mu.Lock()
+	d.active++
+	d.maxConc = max(d.maxConc, d.active)
+	g := d.gate
+	d.mu.Unlock()
+	if g != nil {
 		<-g
+	} else {
+		runtime.Gosched() // let concurrent writers overlap, if there are any
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.active--
 	n := 0
 	for _, b := range bufs {
 		n += copy(d.data[off+int64(n):], b)

@@ -32,6 +32,14 @@ type pagePool struct {
 	growErrs atomic.Uint64 // failed maps (the pool falls back to the Go heap)
 }
 
+// keptGrowLimitDefault is how many bytes of kept (written back, unsynced)
+// pages the pool may grow for before a writer drops them instead
+// (Cache.pagesAtHandLocked). Dropping makes a later failed sync permanent
+// (docs/durability.md), so a little memory is worth spending on them; a
+// stream of whole windows reaches this within milliseconds and then recycles
+// its pages.
+const keptGrowLimitDefault = 32 << 20
+
 func newPagePool(bs int64) *pagePool {
 	return &pagePool{bs: bs, perChunk: int(pagemem.ChunkSize / bs)}
 }

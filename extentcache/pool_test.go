@@ -64,6 +64,7 @@ func TestKeptPagesNotWorthMemory(t *testing.T) {
 	o.MaxDirty, o.DirtyBackground = 64<<20, 64<<20 // no pressure, no background writeback
 	o.WritebackAge = time.Hour
 	c := newTestCache(t, lower, o)
+	c.keptGrowLimit = 1 << 20
 	model := make([]byte, size)
 	// One chunk's worth of whole windows: each is written back at once and
 	// kept until a lower sync.

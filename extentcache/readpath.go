@@ -131,6 +131,8 @@ func (c *Cache) read(p []byte, off int64, admit bool) (int, error) {
 	}
 	// Clean blocks: hits from the clean cache, misses from lower, grouped
 	// into contiguous runs.
+	useClean := c.clean != nil && (admit || c.gate.use())
+	var lookups, hits uint64
 	runStart, runEnd := int64(-1), int64(-1)
 	flush := func() error {
 		if runStart < 0 {
@@ -147,8 +149,10 @@ func (c *Cache) read(p []byte, off int64, admit bool) (int, error) {
 		cb := tracked[i]
 		bo := cb.b << c.shift
 		lo, hi := max(off, bo), min(end, c.blockEnd(cb.b))
-		if c.clean != nil {
+		if useClean {
+			lookups++
 			if v, ok := c.clean.Get(uint64(cb.b)); ok && binary.LittleEndian.Uint64(v) == cb.gen {
+				hits++
 				c.st.hits.Add(1)
 				copy(p[lo-off:hi-off], v[8+lo-bo:8+hi-bo])
 				tracked[i].b = -1 // no fill needed
@@ -171,7 +175,8 @@ func (c *Cache) read(p []byte, off int64, admit bool) (int, error) {
 	if err := flush(); err != nil {
 		return 0, err
 	}
-	if c.clean != nil {
+	if useClean {
+		c.gate.record(lookups, hits)
 		// Fill the clean cache with the whole blocks just read from lower,
 		// tagged with the generation seen under mu: a write since then has
 		// bumped it, so a stale fill is never served.

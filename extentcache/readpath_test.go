@@ -101,3 +101,70 @@ func TestUnalignedWrites(t *testing.T) {
 		t.Fatal("lower differs from model after flush")
 	}
 }
+
+// TestCleanGate: a clean cache that does not hit is bypassed, except for a
+// sample of reads, and comes back when a working set fits again.
+func TestCleanGate(t *testing.T) {
+	var g cleanGate
+	for range gateWindow / 8 {
+		if !g.use() {
+			t.Fatal("bypassed before any window ended")
+		}
+		g.record(8, 0)
+	}
+	if !g.bypass.Load() {
+		t.Fatal("not bypassed after windows without hits")
+	}
+	used := 0
+	for range 32 * gateSample {
+		if g.use() {
+			used++
+		}
+	}
+	if used != 32 {
+		t.Fatalf("%d of %d reads used the cache while bypassed, want %d", used, 32*gateSample, 32)
+	}
+	g.record(gateWindow, gateWindow/2) // the sampled reads hit
+	if g.bypass.Load() {
+		t.Fatal("still bypassed after a window of hits")
+	}
+}
+
+// TestCleanGateCache: random reads over a working set far larger than the
+// clean cache stop consulting it; reads of a set that fits make it hit
+// again.
+func TestCleanGateCache(t *testing.T) {
+	const size, bs = 64 << 20, 4096
+	lower := newCountingDev(size)
+	o := quietOptions(t)
+	o.CacheSize = 1 << 20
+	c := newTestCache(t, lower, o)
+	p := make([]byte, bs)
+	r := uint64(1)
+	for range 4 * gateWindow {
+		r = r*6364136223846793005 + 1442695040888963407
+		if _, err := c.ReadAt(p, int64(r>>40)%(size/bs)*bs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := c.Stats(); st.CleanSkipped == 0 {
+		t.Fatalf("random reads over 64 times the cache never skipped it (hits %d misses %d)", st.Hits, st.Misses)
+	}
+	for i := range 64 * gateWindow {
+		if _, err := c.ReadAt(p, int64(i%64)*bs); err != nil {
+			t.Fatal(err)
+		}
+		if i%1024 == 0 {
+			c.clean.Wait()
+		}
+	}
+	st0 := c.Stats()
+	for i := range 1024 {
+		if _, err := c.ReadAt(p, int64(i%64)*bs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := c.Stats(); st.Hits-st0.Hits < 900 {
+		t.Fatalf("%d hits in 1024 reads of 64 cached blocks, want nearly all (gate bypassed: %v)", st.Hits-st0.Hits, c.gate.bypass.Load())
+	}
+}

@@ -20,6 +20,7 @@ type Stats struct {
 	TreeRanges     int   // records in the state tree
 
 	Hits, Misses uint64 // clean-cache lookups (dirty hits are not counted)
+	CleanSkipped uint64 // reads that did not consult the clean cache because it was not hitting
 	WriterWaits  uint64 // times a writer waited for memory (back-pressure)
 
 	WritebackIOs    uint64                 // backing data writes
@@ -59,6 +60,7 @@ func (c *Cache) Stats() Stats {
 	}
 	s.MemoryBytes = c.pool.mappedBytes()
 	s.Hits, s.Misses = c.st.hits.Load(), c.st.misses.Load()
+	s.CleanSkipped = c.gate.skipped.Load()
 	s.WriterWaits = c.st.waits.Load()
 	s.WritebackIOs, s.WritebackBytesW = c.st.wbIOs.Load(), c.st.wbBytes.Load()
 	s.WritebackFilled = c.st.wbFilled.Load()

@@ -45,7 +45,18 @@ type job struct {
 	pages      []*page // with !zero: the page of each block, in order (zero pages for filled holes)
 	filled     int64   // bytes of holes filled with zeros (fillGapsLocked)
 	bufs       [][]byte
+	next       *job // the next job of a batch (claimLocked), done by the same worker
 }
+
+// A flush pass chains the small clusters it claims into batches that one
+// worker writes one after the other: a FLUSH after scattered 4 KiB writes
+// claims dozens of one-block clusters, and a hand-off, a wake-up and a lock
+// round trip each, with four workers contending for the file's inode lock,
+// cost more than the writes (W5: 32 clusters per FLUSH).
+const (
+	batchCluster = 64 << 10 // largest cluster a flush pass chains
+	maxBatch     = 64       // most clusters in one batch
+)
 
 // run is the writeback goroutine: the only code that claims clusters. It
 // serves Flush/SyncRange requests first, then expired data, then dirty data
@@ -186,8 +197,19 @@ func (c *Cache) findClaimableLocked(from int64, want statetree.Bits) (statetree.
 // waiting for a slot, so the caller must not rely on r afterwards; the claim
 // itself is re-validated).
 func (c *Cache) claimLocked(r statetree.Range, at int64, background bool) (end int64, ok bool) {
-	for c.inflight >= c.opts.WritebackInFlight {
-		c.cond.Wait()
+	return c.claimChainLocked(r, at, background, false)
+}
+
+// claimChainLocked is claimLocked; with chain, a small data cluster joins
+// the open batch (c.batch) instead of going to a worker at once, and does
+// not wait for a slot (the batch holds one). The caller dispatches the
+// batch (dispatchBatchLocked) before it waits for anything.
+func (c *Cache) claimChainLocked(r statetree.Range, at int64, background, chain bool) (end int64, ok bool) {
+	if !chain || c.batch == nil {
+		c.dispatchBatchLocked()
+		for c.inflight >= c.opts.WritebackInFlight {
+			c.cond.Wait()
+		}
 	}
 	// Re-read the state: it may have changed while waiting.
 	r, ok = c.tree.Get(at)
@@ -224,8 +246,38 @@ func (c *Cache) claimLocked(r statetree.Range, at int64, background bool) (end i
 	}
 	c.inflight++
 	end = j.end // j belongs to an I/O worker from here on
-	c.jobq <- j // never blocks: at most WritebackInFlight jobs exist
+	if chain && !j.zero && j.end-j.start <= batchCluster {
+		if c.batch == nil {
+			c.batch = j
+		} else {
+			c.batchTail.next = j
+		}
+		c.batchTail = j
+		if c.batchLen++; c.batchLen == maxBatch {
+			c.dispatchBatchLocked()
+		}
+		return end, true
+	}
+	if c.batch != nil {
+		// A large cluster met while a batch was open: the batch goes
+		// first, and this one waits for a slot of its own.
+		c.dispatchBatchLocked()
+		for c.inflight > c.opts.WritebackInFlight {
+			c.cond.Wait()
+		}
+	}
+	c.jobq <- j // never blocks: fewer than WritebackInFlight jobs or batches are queued
 	return end, true
+}
+
+// dispatchBatchLocked sends the open batch of small clusters, if any, to a
+// worker. c.mu must be held.
+func (c *Cache) dispatchBatchLocked() {
+	if c.batch == nil {
+		return
+	}
+	c.jobq <- c.batch
+	c.batch, c.batchTail, c.batchLen = nil, nil, 0
 }
 
 // takePagesLocked appends the pages of the claimed dirty blocks of [s, e)
@@ -311,7 +363,12 @@ func (c *Cache) holeLocked(off, end int64) bool {
 func (c *Cache) worker() {
 	defer c.wg.Done()
 	for j := range c.jobq {
-		c.do(j)
+		for j != nil {
+			next := j.next
+			j.next = nil
+			c.do(j) // recycles j
+			j = next
+		}
 	}
 }
 
@@ -542,6 +599,7 @@ func (c *Cache) completeLocked(j *job, err error) {
 		}
 	}
 	c.inflight--
+	start, end := j.start, j.end
 	c.freeJobLocked(j)
 	c.cond.Broadcast()
 	if !keep && c.keptOverLimitLocked() {
@@ -549,7 +607,7 @@ func (c *Cache) completeLocked(j *job, err error) {
 	}
 	c.invariantLocked()
 	if c.log.Core().Enabled(zap.DebugLevel) {
-		c.log.Debug("writeback done", zap.Int64("off", j.start), zap.Int64("len", j.end-j.start), zap.Error(err))
+		c.log.Debug("writeback done", zap.Int64("off", start), zap.Int64("len", end-start), zap.Error(err))
 	}
 }
 

@@ -434,3 +434,45 @@ func TestAgeMarksBounded(t *testing.T) {
 		t.Fatal("the mark of a dirty block was dropped")
 	}
 }
+
+// TestFlushBatchesSmallClusters: a flush after scattered one-block writes
+// writes them with one worker, one after the other in offset order (one
+// batch), not with a hand-off and a concurrent write each.
+func TestFlushBatchesSmallClusters(t *testing.T) {
+	const size, bs = 4 << 20, 4096
+	lower := newCountingDev(size)
+	o := quietOptions(t)
+	c := newTestCache(t, lower, o)
+	model := make([]byte, size)
+	for i := range int64(40) {
+		off := (i*37%256)*2*bs + 1<<20 // scattered, never adjacent
+		mustWrite(t, c, model, fill(byte(i), off, bs), off)
+	}
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	ws := lower.takeWrites()
+	var small []ioRange
+	for _, w := range ws {
+		if w.n == bs {
+			small = append(small, w)
+		}
+	}
+	if len(small) != 40 {
+		t.Fatalf("%d one-block writes, want 40: %v", len(small), ws)
+	}
+	for i := 1; i < len(small); i++ {
+		if small[i].off <= small[i-1].off {
+			t.Fatalf("one-block writes out of order (not one batch): %v", small)
+		}
+	}
+	lower.mu.Lock()
+	conc := lower.maxConc
+	lower.mu.Unlock()
+	if conc != 1 {
+		t.Fatalf("%d lower writes at once, want 1", conc)
+	}
+	if !bytes.Equal(lower.image(), model) {
+		t.Fatal("lower differs from the model after flush")
+	}
+}

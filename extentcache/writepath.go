@@ -277,8 +277,9 @@ func (c *Cache) mustFillLocked(b int64) bool {
 }
 
 // pagesAtHandLocked makes want free pages available without growing the
-// pool, evicting resident pages and then dropping kept ones, and reports
-// whether it could. c.mu must be held.
+// pool, evicting resident pages and then dropping kept ones if they hold
+// keptGrowLimit bytes or more, and reports whether it could. c.mu must be
+// held.
 func (c *Cache) pagesAtHandLocked(want int) bool {
 	if c.pool.available() >= want {
 		return true
@@ -286,7 +287,7 @@ func (c *Cache) pagesAtHandLocked(want int) bool {
 	if c.resident.n > 0 {
 		c.evictResidentLocked(max(want-c.pool.available(), minEvict))
 	}
-	if c.pool.available() < want && c.tree.Bytes(Unsynced) > 0 {
+	if c.pool.available() < want && c.tree.Bytes(Unsynced) >= c.keptGrowLimit {
 		c.dropKeptLocked()
 	}
 	return c.pool.available() >= want
