@@ -80,6 +80,14 @@ type NoWaiter interface {
 	TryWriteAt(p []byte, off int64) (done bool, err error)
 }
 
+// Idler is a Device with deferred work that a server may do on a goroutine
+// that would otherwise wait for a client (a write-back cache writing back
+// for clients that flush often). Idle does at most a small unit of it, never
+// blocks beyond that unit's I/O, and reports whether it did anything.
+type Idler interface {
+	Idle() bool
+}
+
 // ExtentFlags describe an extent for base:allocation. The values match the
 // NBD wire bits so the server can copy them.
 type ExtentFlags uint32

@@ -172,6 +172,14 @@ type Cache struct {
 	outOfSpace bool // Space.SetOutOfSpace(true) was called
 	// +checklocks:mu
 	reqs []*syncReq // pending Flush/SyncRange requests
+	// +checklocks:mu
+	syncing bool // a lower Flush or SyncRange is in progress: nothing may be claimed outside the writeback goroutine
+	// +checklocks:mu
+	lastFlush time.Time // when the last client Flush arrived
+	// +checklocks:mu
+	flushEvery time.Duration // mean interval between client flushes (EWMA); 0 before two
+	// +checklocks:mu
+	idleCursor int64 // where Idle looks for dirty data next
 
 	// +checklocks:mu
 	cursor int64 // background sweep position
@@ -207,6 +215,7 @@ var (
 	_ device.RangeSyncer = (*Cache)(nil)
 	_ device.Prefetcher  = (*Cache)(nil)
 	_ device.NoWaiter    = (*Cache)(nil)
+	_ device.Idler       = (*Cache)(nil)
 )
 
 // New returns a Cache over lower and starts its writeback goroutine. Close
@@ -429,6 +438,7 @@ type counters struct {
 	lowerFlushes     atomic.Uint64
 	checkpoints      atomic.Uint64
 	keptDropped      atomic.Uint64
+	idleIOs          atomic.Uint64 // clusters written back by Idle
 	evicted          atomic.Uint64 // bytes of resident pages evicted
 	waits            atomic.Uint64
 	wbSizes          [NumSizeBuckets]atomic.Uint64

@@ -14,6 +14,7 @@ import (
 // goroutine, completed by sending on done.
 type syncReq struct {
 	full   bool
+	client bool // a client's Flush (not Close or a checkpoint): counts for idle writeback
 	off, n int64
 	done   chan error
 }
@@ -26,7 +27,7 @@ type syncReq struct {
 // sweep of the device.
 func (c *Cache) Flush() error {
 	t0 := time.Now()
-	err := c.submit(&syncReq{full: true, done: make(chan error, 1)})
+	err := c.submit(&syncReq{full: true, done: make(chan error, 1), client: true})
 	ns := uint64(time.Since(t0))
 	c.st.flushes.Add(1)
 	c.st.flushNs.Add(ns)
@@ -57,6 +58,9 @@ func (c *Cache) submit(r *syncReq) error {
 		return errClosed("flush")
 	}
 	c.reqs = append(c.reqs, r)
+	if r.client {
+		c.noteFlushLocked(time.Now())
+	}
 	c.mu.Unlock()
 	c.kick()
 	return <-r.done
@@ -133,6 +137,7 @@ func (c *Cache) lowerFlush() error {
 	}
 	dirty := c.lowerDirty
 	c.lowerDirty = false
+	c.syncing = dirty
 	c.mu.Unlock()
 	if !dirty {
 		return nil
@@ -141,6 +146,7 @@ func (c *Cache) lowerFlush() error {
 	err := c.lower.Flush()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.syncing = false
 	if err != nil {
 		err = fmt.Errorf("extentcache: flush: %w", err)
 		c.syncFailedLocked(err)
@@ -158,10 +164,12 @@ func (c *Cache) lowerSyncRange(rs device.RangeSyncer, off, n int64) error {
 	for c.inflight > 0 {
 		c.cond.Wait()
 	}
+	c.syncing = true
 	c.mu.Unlock()
 	err := rs.SyncRange(off, n)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.syncing = false
 	if err != nil {
 		err = fmt.Errorf("extentcache: sync [%d,+%d): %w", off, n, err)
 		c.syncFailedLocked(err)

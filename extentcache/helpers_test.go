@@ -139,6 +139,9 @@ type countingDev struct {
 	flushes  int
 	active   int // writes in progress
 	maxConc  int // most writes ever in progress at once
+	// flushGate: Flush sends on it when it starts and then waits for a
+	// receive... the test sends back to release it (nil: no gate).
+	flushGate chan struct{}
 }
 
 type ioRange struct{ off, n int64 }
@@ -211,7 +214,12 @@ func (d *countingDev) WriteVAt(bufs [][]byte, off int64) (int, error) {
 func (d *countingDev) Flush() error {
 	d.mu.Lock()
 	d.flushes++
+	g := d.flushGate
 	d.mu.Unlock()
+	if g != nil {
+		g <- struct{}{}
+		<-g
+	}
 	return nil
 }
 
@@ -219,12 +227,6 @@ func (d *countingDev) flushCount() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.flushes
-}
-
-func (d *countingDev) gateChan() chan struct{} {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.gate
 }
 
 // setGate makes writes wait until g is closed (nil: no gate).

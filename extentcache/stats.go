@@ -36,6 +36,7 @@ type Stats struct {
 	LowerFlushes uint64        // lower Flush calls
 	Checkpoints  uint64        // lower flushes writeback issued itself to release kept pages
 	KeptDropped  uint64        // bytes of kept pages released without a sync, for memory
+	IdleIOs      uint64        // clusters written back by Idle (clients that flush often)
 	Evicted      uint64        // bytes of resident pages evicted for memory
 
 	StickyErr error // the pending writeback error, nil if none
@@ -74,6 +75,7 @@ func (c *Cache) Stats() Stats {
 	s.LowerFlushes = c.st.lowerFlushes.Load()
 	s.Checkpoints = c.st.checkpoints.Load()
 	s.KeptDropped = c.st.keptDropped.Load()
+	s.IdleIOs = c.st.idleIOs.Load()
 	s.Evicted = c.st.evicted.Load()
 	return s
 }

@@ -211,40 +211,10 @@ func (c *Cache) claimChainLocked(r statetree.Range, at int64, background, chain 
 			c.cond.Wait()
 		}
 	}
-	// Re-read the state: it may have changed while waiting.
-	r, ok = c.tree.Get(at)
-	if !ok || r.Bits&(statetree.Dirty|statetree.Zeroed) == 0 || r.Bits&(statetree.Writeback|statetree.Locked) != 0 {
+	j := c.claimJobLocked(at, background)
+	if j == nil {
 		return 0, false
 	}
-	j := c.newJobLocked()
-	j.background = background
-	j.syncFails = c.syncFails
-	if r.Bits&statetree.Dirty != 0 {
-		s, e, ok := c.tree.Cluster(at, statetree.Dirty, statetree.Writeback|statetree.Locked,
-			c.opts.MaxWritebackIO, c.opts.MaxWritebackIO)
-		if !ok {
-			c.freeJobLocked(j)
-			return 0, false
-		}
-		j.start, j.end = s, e
-		c.tree.Convert(s, e, statetree.Writeback, statetree.Dirty)
-		c.takePagesLocked(j, s, e)
-		c.fillGapsLocked(j)
-	} else {
-		// A Zeroed run of one kind, without Writeback, from r onwards.
-		kind := r.Bits & ZeroKeep
-		s, e := r.Start, r.End
-		for e-s < maxZeroIO && e < c.size {
-			n, ok := c.tree.Get(e)
-			if !ok || n.Bits&statetree.Zeroed == 0 || n.Bits&(statetree.Writeback|statetree.Locked) != 0 || n.Bits&ZeroKeep != kind {
-				break
-			}
-			e = n.End
-		}
-		j.start, j.end, j.zero, j.keep = s, e, true, kind != 0
-		c.tree.Convert(s, e, statetree.Writeback, 0)
-	}
-	c.inflight++
 	end = j.end // j belongs to an I/O worker from here on
 	if chain && !j.zero && j.end-j.start <= batchCluster {
 		if c.batch == nil {
@@ -268,6 +238,47 @@ func (c *Cache) claimChainLocked(r statetree.Range, at int64, background, chain 
 	}
 	c.jobq <- j // never blocks: fewer than WritebackInFlight jobs or batches are queued
 	return end, true
+}
+
+// claimJobLocked claims the cluster around offset at (Dirty or Zeroed,
+// neither Writeback nor Locked, re-read here) and returns its job, counted
+// in inflight, for the caller to perform (do) or hand to a worker; nil if
+// nothing could be claimed. c.mu must be held.
+func (c *Cache) claimJobLocked(at int64, background bool) *job {
+	r, ok := c.tree.Get(at)
+	if !ok || r.Bits&(statetree.Dirty|statetree.Zeroed) == 0 || r.Bits&(statetree.Writeback|statetree.Locked) != 0 {
+		return nil
+	}
+	j := c.newJobLocked()
+	j.background = background
+	j.syncFails = c.syncFails
+	if r.Bits&statetree.Dirty != 0 {
+		s, e, ok := c.tree.Cluster(at, statetree.Dirty, statetree.Writeback|statetree.Locked,
+			c.opts.MaxWritebackIO, c.opts.MaxWritebackIO)
+		if !ok {
+			c.freeJobLocked(j)
+			return nil
+		}
+		j.start, j.end = s, e
+		c.tree.Convert(s, e, statetree.Writeback, statetree.Dirty)
+		c.takePagesLocked(j, s, e)
+		c.fillGapsLocked(j)
+	} else {
+		// A Zeroed run of one kind, without Writeback, from r onwards.
+		kind := r.Bits & ZeroKeep
+		s, e := r.Start, r.End
+		for e-s < maxZeroIO && e < c.size {
+			n, ok := c.tree.Get(e)
+			if !ok || n.Bits&statetree.Zeroed == 0 || n.Bits&(statetree.Writeback|statetree.Locked) != 0 || n.Bits&ZeroKeep != kind {
+				break
+			}
+			e = n.End
+		}
+		j.start, j.end, j.zero, j.keep = s, e, true, kind != 0
+		c.tree.Convert(s, e, statetree.Writeback, 0)
+	}
+	c.inflight++
+	return j
 }
 
 // dispatchBatchLocked sends the open batch of small clusters, if any, to a

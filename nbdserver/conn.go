@@ -219,11 +219,18 @@ func (c *conn) transmit() error {
 	drainLimit := max(uint64(maxPayloadDrain), 2*uint64(o.MaxPayload))
 	unflushed := false // replies of inline requests not flushed yet
 	for {
-		if unflushed && c.br.Buffered() < hsize {
+		if c.br.Buffered() < hsize {
 			// The next read may block: send what the inline path
 			// answered from this batch first, in one write.
-			c.flushInline()
-			unflushed = false
+			if unflushed {
+				c.flushInline()
+				unflushed = false
+			}
+			// With everything answered, the client's round trip is
+			// time the device may use (device.Idler).
+			if c.exp.idler != nil && c.inflight.Load() == 0 {
+				c.exp.idler.Idle()
+			}
 		}
 		if _, err := io.ReadFull(c.br, c.rhdr[:hsize]); err != nil {
 			return err

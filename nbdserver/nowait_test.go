@@ -5,6 +5,7 @@ import (
 	"net"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/extentd/extentd/device"
 	"github.com/extentd/extentd/device/memdev"
@@ -151,3 +152,59 @@ func TestNoWaitBatch(t *testing.T) {
 		})
 	}
 }
+
+// idleDev counts Idle calls.
+type idleDev struct {
+	*memdev.Dev
+	idles atomic.Int64
+}
+
+var _ device.Idler = (*idleDev)(nil)
+
+func (d *idleDev) Idle() bool { d.idles.Add(1); return false }
+
+// TestIdleCalled: with everything answered and the next request not there
+// yet, the reader gives the device its idle time; not while a request is
+// still being worked on.
+func TestIdleCalled(t *testing.T) {
+	mem := memdev.New(1<<20, memdev.Options{})
+	dev := &idleDev{Dev: mem}
+	rc := pipeClient(t, newTestServer(t, Options{Exports: []Export{{Device: dev}}}))
+	rc.open("", false, false, false)
+	before := dev.idles.Load()
+	if errno, _, _ := rc.do(requestHeader{cmd: CmdWrite, cookie: 1, length: 4096}, pattern(4096, 1)); errno != 0 {
+		t.Fatalf("write: %v", errno)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for dev.idles.Load() == before {
+		if time.Now().After(deadline) {
+			t.Fatal("Idle never called after a request was answered")
+		}
+		time.Sleep(time.Millisecond)
+	}
+
+	// A request held in the device: no Idle until it is answered.
+	g := &gateDevice{Device: dev, entered: make(chan struct{}, 1), gate: make(chan struct{})}
+	idler := &gatedIdler{gateDevice: g, idle: dev}
+	rc2 := pipeClient(t, newTestServer(t, Options{Exports: []Export{{Device: idler}}}))
+	rc2.open("", false, false, false)
+	rc2.send(requestHeader{cmd: CmdRead, cookie: 2, length: 512}, nil)
+	<-g.entered
+	n := dev.idles.Load()
+	time.Sleep(20 * time.Millisecond)
+	if got := dev.idles.Load(); got != n {
+		t.Fatalf("Idle called %d times while a read was in flight", got-n)
+	}
+	close(g.gate)
+	if r := rc2.readReply(512); r.errno != 0 {
+		t.Fatalf("read: %v", r.errno)
+	}
+}
+
+// gatedIdler is a gateDevice that is also an Idler.
+type gatedIdler struct {
+	*gateDevice
+	idle *idleDev
+}
+
+func (d *gatedIdler) Idle() bool { return d.idle.Idle() }

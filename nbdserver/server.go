@@ -58,6 +58,7 @@ type export struct {
 	syncer     device.RangeSyncer
 	prefetcher device.Prefetcher
 	nowaiter   device.NoWaiter // nil: requests always go to a worker (or the QD1 write path)
+	idler      device.Idler    // nil: nothing to do while waiting for a client
 }
 
 func newExport(e Export) *export {
@@ -73,6 +74,7 @@ func newExport(e Export) *export {
 	x.syncer, _ = e.Device.(device.RangeSyncer)
 	x.prefetcher, _ = e.Device.(device.Prefetcher)
 	x.nowaiter, _ = e.Device.(device.NoWaiter)
+	x.idler, _ = e.Device.(device.Idler)
 	return x
 }
 
