@@ -249,7 +249,12 @@ func (c *Cache) dropKeptLocked() {
 // must be held.
 func (c *Cache) freeKeptPagesLocked(s, e int64) {
 	first, last := c.blockRange(s, e)
-	for b := first; b < last; b++ {
+	// Last block first: the pool hands pages out last in, first out, so
+	// the next writer gets them in address order again, and a window
+	// written into them goes out as one iovec per chunk run (at most
+	// IOV_MAX iovecs per pwritev: scattered 4 KiB pages would split an 8
+	// MiB window in two).
+	for b := last - 1; b >= first; b-- {
 		pg := c.index.get(b)
 		c.index.del(b)
 		c.freePageLocked(pg)

@@ -173,3 +173,34 @@ func TestResidentEvicted(t *testing.T) {
 	}
 	verify(t, lower.Crash(), model, 0, size)
 }
+
+// TestRecycledPagesStayContiguous: pages freed from dropped kept windows go
+// back out in address order, so a window written into recycled pages is
+// still one or two iovecs (not one per page: that would split an 8 MiB
+// window at IOV_MAX).
+func TestRecycledPagesStayContiguous(t *testing.T) {
+	const size = 16 << 20
+	lower := newCountingDev(size)
+	o := quietOptions(t) // 64 KiB windows, written back whole at once
+	o.MaxDirty, o.DirtyBackground = 64<<20, 64<<20
+	c := newTestCache(t, lower, o)
+	c.keptGrowLimit = 256 << 10
+	win := o.MaxWritebackIO
+	for off := int64(0); off < size; off += win {
+		mustWrite(t, c, nil, fill(byte(off/win), off, int(win)), off)
+	}
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	st := c.Stats()
+	if st.KeptDropped == 0 || st.MemoryBytes > 4*int64(pagemem.ChunkSize) {
+		t.Fatalf("kept bytes dropped %d, page memory %d: the test wants pages recycled", st.KeptDropped, st.MemoryBytes)
+	}
+	lower.mu.Lock()
+	defer lower.mu.Unlock()
+	for i, n := range lower.bufs {
+		if w := lower.writes[i]; w.n == win && n > 2 {
+			t.Fatalf("window %v written with %d iovecs, want 1 or 2", w, n)
+		}
+	}
+}
