@@ -16,7 +16,6 @@ import (
 var (
 	_ Space            = (*alloc.Space)(nil)
 	_ vectorWriter     = (*alloc.File)(nil)
-	_ allocator        = (*alloc.File)(nil)
 	_ writebackStarter = (*alloc.File)(nil)
 )
 

@@ -44,10 +44,6 @@ type (
 	vectorWriter interface {
 		WriteVAt(bufs [][]byte, off int64) (int, error)
 	}
-	// allocator allocates backing storage for a range in one step.
-	allocator interface {
-		Allocate(off, n int64) error
-	}
 	// writebackStarter starts the host's writeback of a range without
 	// waiting (sync_file_range WRITE on a buffered backing file), so that
 	// a later Flush has less to do. It makes nothing durable.
@@ -102,7 +98,6 @@ type Cache struct {
 	bs      int64
 	shift   uint
 	vw      vectorWriter     // nil if lower has no WriteVAt
-	alloc   allocator        // nil if lower cannot allocate
 	starter writebackStarter // nil if lower has no StartWriteback
 	ext     device.Extenter  // nil if lower cannot tell holes
 	// zeroPages are the pages of filled holes: windows on one zero buffer
@@ -263,9 +258,6 @@ func New(lower device.Device, opts Options) (*Cache, error) {
 	c.genMask = ng - 1
 	if v, ok := lower.(vectorWriter); ok {
 		c.vw = v
-	}
-	if a, ok := lower.(allocator); ok {
-		c.alloc = a
 	}
 	if s, ok := lower.(writebackStarter); ok {
 		c.starter = s

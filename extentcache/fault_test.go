@@ -137,7 +137,6 @@ func TestFaults(t *testing.T) {
 		{"write ENOSPC", faultdev.OpWrite, faultdev.Fail, faultdev.ENOSPC, syscall.ENOSPC},
 		{"flush EIO", faultdev.OpFlush, faultdev.Fail, faultdev.EIO, syscall.EIO},
 		{"sync EIO", faultdev.OpSync, faultdev.Fail, faultdev.EIO, syscall.EIO},
-		{"allocate ENOSPC", faultdev.OpAllocate, faultdev.Fail, faultdev.ENOSPC, syscall.ENOSPC},
 		{"zero EIO", faultdev.OpZero, faultdev.Fail, faultdev.EIO, syscall.EIO},
 	}
 	for _, tc := range cases {
@@ -222,7 +221,7 @@ func TestFaultsRandom(t *testing.T) {
 	failed := 0
 	for i := 0; i < 800; i++ {
 		if r.IntN(40) == 0 {
-			ops := []faultdev.Op{faultdev.OpWrite, faultdev.OpFlush, faultdev.OpZero, faultdev.OpTrim, faultdev.OpAllocate}
+			ops := []faultdev.Op{faultdev.OpWrite, faultdev.OpFlush, faultdev.OpZero, faultdev.OpTrim}
 			fd.Inject(ops[r.IntN(len(ops))], faultdev.Kind(r.IntN(2)), nil, 1+r.IntN(5))
 		}
 		off, n := randRange(r, size)

@@ -16,13 +16,6 @@ import (
 // everything larger.
 const NumSizeBuckets = 13
 
-// minAllocate is the smallest cluster preallocated with Allocate before
-// its write: one fallocate for a multi-block cluster keeps it in one extent
-// and surfaces host ENOSPC before the write, but for a cluster of a block or
-// a few the write allocates in one step anyway and the extra system call
-// would double the cost of random 4 KiB writeback.
-const minAllocate = 64 << 10
-
 // minStartWriteback is the smallest background cluster after which the
 // host's writeback is started at once (StartWriteback). Smaller clusters are
 // left to the kernel's own writeback and to the next checkpoint or flush.
@@ -398,13 +391,16 @@ func (c *Cache) do(j *job) {
 
 // doWrite writes the pages of j with as few vectored writes as possible:
 // one when the cluster fits in maxIOV buffers.
+//
+// Clusters are not preallocated (fallocate) before their write. The host
+// filesystem's delayed allocation places a cluster written in one call
+// contiguously by itself, while preallocation made unwritten extents that
+// the write then had to convert, and placed the holes between earlier data
+// one by one: after W1 and W2 (8 s each on a 4 GiB image) the image had
+// 18,149 extents with it and 36 without, and W1 ran at 34.9k IOPS against
+// 47.3k. Host ENOSPC comes back from the write instead (see "Failures").
 func (c *Cache) doWrite(j *job) error {
 	n := j.end - j.start
-	if c.alloc != nil && n >= minAllocate {
-		if err := c.alloc.Allocate(j.start, n); err != nil {
-			return fmt.Errorf("extentcache: writeback allocate [%d,+%d): %w", j.start, n, err)
-		}
-	}
 	if j.filled > 0 {
 		return c.writeFilled(j)
 	}

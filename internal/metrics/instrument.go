@@ -31,8 +31,9 @@ type backingFile interface {
 // and the duration of every Flush and SyncRange are observed under the
 // export label. The wrapper offers exactly the capabilities of dev: it is
 // returned for a device with every capability of full (and then also
-// forwards WriteVAt, Allocate and StartWriteback if dev has all three); any
-// other device is returned as is and nothing is observed.
+// forwards WriteVAt, Allocate and StartWriteback if dev has all three, as
+// alloc.File does); any other device is returned as is and nothing is
+// observed.
 func (m *Metrics) Instrument(export string, dev device.Device) device.Device {
 	f, ok := dev.(full)
 	if !ok {

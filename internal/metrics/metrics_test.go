@@ -171,8 +171,9 @@ func (f *fileLike) WriteVAt(bufs [][]byte, off int64) (int, error) {
 func (f *fileLike) Allocate(off, n int64) error       { f.allocs++; return nil }
 func (f *fileLike) StartWriteback(off, n int64) error { f.starts++; return nil }
 
-// TestInstrumentKeepsFileExtras: the cache finds WriteVAt, Allocate and
-// StartWriteback by type assertion; the wrapper must not hide them.
+// TestInstrumentKeepsFileExtras: callers find the file's WriteVAt, Allocate
+// and StartWriteback by type assertion (the cache uses WriteVAt and
+// StartWriteback); the wrapper must not hide them.
 func TestInstrumentKeepsFileExtras(t *testing.T) {
 	m := New(Options{NoRuntimeCollectors: true})
 	f := &fileLike{Dev: memdev.New(1<<20, memdev.Options{})}
