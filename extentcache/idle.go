@@ -20,7 +20,8 @@ import (
 //
 // Idle works only while the cache counts as syncing: client flushes (Flush,
 // not Close or checkpoints) have come at a mean interval (EWMA) of at most
-// syncInterval, and the last one is recent (within syncLinger intervals).
+// syncInterval, and the last one is recent (within syncLinger intervals, and
+// never less than syncInterval ago).
 
 const (
 	syncInterval = 100 * time.Millisecond // flushes at least this frequent (mean) make Idle write back
@@ -45,7 +46,7 @@ func (c *Cache) noteFlushLocked(now time.Time) {
 // write back. c.mu must be held.
 func (c *Cache) syncingLocked(now time.Time) bool {
 	return c.flushEvery > 0 && c.flushEvery <= syncInterval &&
-		now.Sub(c.lastFlush) <= syncLinger*c.flushEvery
+		now.Sub(c.lastFlush) <= max(syncLinger*c.flushEvery, syncInterval)
 }
 
 // Idle writes back one dirty cluster on the calling goroutine if clients
