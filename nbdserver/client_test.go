@@ -40,11 +40,18 @@ func dialRaw(tb testing.TB, addr string) *rawClient {
 // other end.
 func pipeClient(tb testing.TB, s *Server) *rawClient {
 	tb.Helper()
+	return pipeClientVia(tb, s, func(c net.Conn) net.Conn { return c })
+}
+
+// pipeClientVia is pipeClient with the server's end of the pipe wrapped by
+// wrap (to observe what the server does with its connection).
+func pipeClientVia(tb testing.TB, s *Server, wrap func(net.Conn) net.Conn) *rawClient {
+	tb.Helper()
 	cs, cc := net.Pipe()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		s.ServeConn(tb.Context(), cs)
+		s.ServeConn(tb.Context(), wrap(cs))
 	}()
 	tb.Cleanup(func() { cc.Close(); <-done })
 	return newRawClient(tb, cc)

@@ -78,15 +78,11 @@ func TestNoWaitBatch(t *testing.T) {
 			data := pattern(size, 3)
 			dev.Dev.WriteAt(data, 0)
 			s := newTestServer(t, Options{Exports: []Export{{Device: dev}}})
-			cs, cc := net.Pipe()
-			counted := &countingConn{Conn: cs}
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				s.ServeConn(t.Context(), counted)
-			}()
-			t.Cleanup(func() { cc.Close(); <-done })
-			rc := newRawClient(t, cc)
+			var counted *countingConn
+			rc := pipeClientVia(t, s, func(c net.Conn) net.Conn {
+				counted = &countingConn{Conn: c}
+				return counted
+			})
 			rc.open("", structured, false, false)
 
 			// One batch: 8 fast reads and 8 fast writes, sent in one write.
