@@ -127,6 +127,9 @@ type Cache struct {
 	// keptGrowLimit: kept pages below this many bytes are never dropped to
 	// spare the pool a chunk (keptGrowLimitDefault; tests lower it).
 	keptGrowLimit int64
+	// autoBackground: DirtyBackground was left to its default, so it may
+	// be lowered while fresh memory is expensive (backgroundLimitLocked).
+	autoBackground bool
 	// +checklocks:mu
 	gens []uint64 // per block-hash generation: seq of the last write/trim touching a block hashing there
 	// +checklocks:mu
@@ -216,6 +219,7 @@ var (
 // New returns a Cache over lower and starts its writeback goroutine. Close
 // must be called to write everything back and stop it.
 func New(lower device.Device, opts Options) (*Cache, error) {
+	autoBackground := opts.DirtyBackground == 0
 	opts.EnsureDefaults()
 	if err := opts.Validate(); err != nil {
 		return nil, err
@@ -235,6 +239,9 @@ func New(lower device.Device, opts Options) (*Cache, error) {
 		wake:     make(chan struct{}, 1),
 		maxPages: int(opts.MaxDirty / opts.BlockSize),
 		pool:     newPagePool(opts.BlockSize),
+		// The background threshold adapts to the cost of memory only
+		// when the caller left it to its default.
+		autoBackground: autoBackground,
 		// A stream of whole windows recycles its pages once this much is
 		// kept; below it, kept pages keep their fsyncgate protection.
 		keptGrowLimit: keptGrowLimitDefault,

@@ -204,3 +204,32 @@ func TestRecycledPagesStayContiguous(t *testing.T) {
 		}
 	}
 }
+
+// TestCostlyMemoryLowersBackground: while growing the pool costs more than
+// writing back, background writeback starts at 256 MiB of dirty data
+// instead of the memory-sized default, unless DirtyBackground was set.
+func TestCostlyMemoryLowersBackground(t *testing.T) {
+	for _, explicit := range []bool{false, true} {
+		o := testOptions(t)
+		o.MaxDirty, o.DirtyBackground = 4<<30, 0
+		if explicit {
+			o.DirtyBackground = 2 << 30
+		}
+		c := newTestCache(t, memdev.New(1<<20, memdev.Options{}), o)
+		c.mu.Lock()
+		cheap := c.backgroundLimitLocked()
+		c.pool.growNs.Store(costlyGrowNs + 1)
+		costly := c.backgroundLimitLocked()
+		c.mu.Unlock()
+		if cheap != 2<<30 {
+			t.Fatalf("explicit=%v: background limit %d with cheap memory, want %d", explicit, cheap, 2<<30)
+		}
+		want := int64(costlyBackground)
+		if explicit {
+			want = 2 << 30
+		}
+		if costly != want {
+			t.Fatalf("explicit=%v: background limit %d with costly memory, want %d", explicit, costly, want)
+		}
+	}
+}

@@ -146,7 +146,7 @@ func (c *Cache) backgroundLocked() bool {
 	}
 	// Then too much dirty data, or writers waiting for memory: sweep in
 	// offset order from the cursor.
-	if c.tree.Bytes(statetree.Dirty) <= c.opts.DirtyBackground && c.waiters == 0 {
+	if c.tree.Bytes(statetree.Dirty) <= c.backgroundLimitLocked() && c.waiters == 0 {
 		return false
 	}
 	for wrapped := false; ; {

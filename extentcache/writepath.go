@@ -358,7 +358,7 @@ func (c *Cache) applyLocked(p []byte, off int64, fills *[2]*page) error {
 	if newlyDirty {
 		c.pushAgeLocked(start, time.Now().UnixNano())
 	}
-	if c.noteFullWindowLocked(start, stop) || c.tree.Bytes(statetree.Dirty) > c.opts.DirtyBackground {
+	if c.noteFullWindowLocked(start, stop) || c.tree.Bytes(statetree.Dirty) > c.backgroundLimitLocked() {
 		c.kick()
 	}
 	c.invariantLocked()
