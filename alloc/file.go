@@ -79,6 +79,8 @@ type File struct {
 	// filesystem lacks (probed at Open, updated on EOPNOTSUPP).
 	noZeroRange  atomic.Bool
 	noPunchAlloc atomic.Bool
+
+	split int64 // buffered WriteVAt calls write(2) at most this much at a time (0: no limit)
 }
 
 var (
@@ -242,6 +244,7 @@ func newFile(fd int, path string, opts Options) (*File, error) {
 		readOnly: opts.ReadOnly,
 		direct:   opts.DirectIO,
 		log:      opts.Logger.Named("alloc"),
+		split:    max(opts.MaxBufferedWrite, 0),
 	}
 	f.bounce.New = func() any {
 		b := AlignedBuffer(bounceSize)
@@ -497,6 +500,9 @@ func (f *File) pwritev(fd int, bufs [][]byte, off int64) error {
 	iov := f.iovPool.Get().(*iovecs)
 	defer f.iovPool.Put(iov)
 	if !f.direct {
+		if f.split > 0 {
+			return pwritevSplit(fd, iov, bufs, off, f.split)
+		}
 		return pwritevFull(fd, iov, bufs, off)
 	}
 	pos := off

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -35,6 +36,9 @@ func TestOptionsValidate(t *testing.T) {
 		{"negative-thin", Options{ThinLimit: -1}, "Options.ThinLimit"},
 		{"negative-margin", Options{ReserveMargin: -2}, "Options.ReserveMargin"},
 		{"negative-interval", Options{StatfsInterval: -1}, "Options.StatfsInterval"},
+		{"no-max-buffered-write", Options{MaxBufferedWrite: NoMaxBufferedWrite}, ""},
+		{"odd-max-buffered-write", Options{MaxBufferedWrite: 5000}, "Options.MaxBufferedWrite"},
+		{"negative-max-buffered-write", Options{MaxBufferedWrite: -2}, "Options.MaxBufferedWrite"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			o := c.opts
@@ -316,8 +320,14 @@ func TestReadSkipsHoles(t *testing.T) {
 // empty ones and odd lengths) land back to back; the caller's slice is
 // not modified.
 func TestWriteVAt(t *testing.T) {
-	for _, direct := range []bool{false, true} {
-		f := openTest(t, 16<<20, Options{DirectIO: direct})
+	for _, o := range []Options{
+		{},                                  // buffered, split at DefaultMaxBufferedWrite
+		{MaxBufferedWrite: 3 * DirectAlign}, // split often, inside buffers
+		{MaxBufferedWrite: NoMaxBufferedWrite},
+		{DirectIO: true},
+	} {
+		direct := o.DirectIO
+		f := openTest(t, 16<<20, o)
 		var bufs [][]byte
 		var want []byte
 		for i := range 1500 {
@@ -375,6 +385,69 @@ func TestWriteVAt(t *testing.T) {
 		if n, err := f.WriteVAt(nil, 0); n != 0 || err != nil {
 			t.Fatalf("direct=%v: empty WriteVAt = %d, %v", direct, n, err)
 		}
+	}
+}
+
+// TestSplitPieces: the pieces of a buffered write hold the bytes of bufs in
+// order, each ends at or before the next multiple of split in the file,
+// none is empty unless bufs ends in empty buffers, and bufs is untouched.
+func TestSplitPieces(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for round := range 300 {
+		var bufs [][]byte
+		var want []byte
+		for i := range 1 + r.IntN(40) {
+			b := make([]byte, r.IntN(3)*r.IntN(20000))
+			for j := range b {
+				b[j] = byte(i*7 + j)
+			}
+			bufs = append(bufs, b)
+			want = append(want, b...)
+		}
+		saved := slices.Clone(bufs)
+		off := r.Int64N(1 << 20)
+		split := int64(1+r.IntN(8)) * 4096
+		scratch := make([][]byte, 0, 1+r.IntN(6))
+		var got []byte
+		pos, ended := off, false
+		err := splitPieces(scratch, bufs, off, split, func(p [][]byte, at int64) error {
+			if at != pos {
+				t.Fatalf("round %d: piece at %d, want %d", round, at, pos)
+			}
+			var n int64
+			for _, b := range p {
+				got = append(got, b...)
+				n += int64(len(b))
+			}
+			if n > 0 && (at/split != (at+n-1)/split) {
+				t.Fatalf("round %d: piece [%d,+%d) crosses a multiple of %d", round, at, n, split)
+			}
+			if ended {
+				t.Fatalf("round %d: piece at %d after one that ended short of a boundary", round, at)
+			}
+			// Only the last piece, or one that used all of scratch, ends
+			// short of a multiple of split.
+			ended = (at+n)%split != 0 && len(p) < cap(scratch)
+			pos += n
+			return nil
+		})
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("round %d: %d bytes back (err %v), want %d", round, len(got), err, len(want))
+		}
+		for i := range bufs {
+			if len(bufs[i]) != len(saved[i]) {
+				t.Fatalf("round %d: bufs[%d] modified", round, i)
+			}
+		}
+	}
+	stop := errors.New("stop")
+	calls := 0
+	err := splitPieces(make([][]byte, 0, 4), [][]byte{make([]byte, 3*4096)}, 0, 4096, func([][]byte, int64) error {
+		calls++
+		return stop
+	})
+	if err != stop || calls != 1 {
+		t.Fatalf("splitPieces after an error: %v after %d calls, want stop after 1", err, calls)
 	}
 }
 

@@ -40,8 +40,12 @@ func full(sys func(fd int, p []byte, off int64) (int, error), fd int, p []byte, 
 	return nil
 }
 
-// iovecs is a reusable iovec array for pwritev (File.iovPool).
-type iovecs [iovMax]unix.Iovec
+// iovecs is reusable scratch for pwritev (File.iovPool): the iovec array,
+// and the buffers of one piece for pwritevSplit.
+type iovecs struct {
+	v     [iovMax]unix.Iovec
+	piece [iovMax][]byte
+}
 
 // pwritev is pwritev(2) of the buffers of bufs (at most iovMax), using iov
 // for the vector so that it allocates nothing.
@@ -51,16 +55,16 @@ func pwritev(fd int, iov *iovecs, bufs [][]byte, off int64) (int, error) {
 		if len(b) == 0 {
 			continue
 		}
-		iov[k].Base = &b[0]
-		iov[k].SetLen(len(b))
+		iov.v[k].Base = &b[0]
+		iov.v[k].SetLen(len(b))
 		k++
 	}
 	if k == 0 {
 		return 0, nil
 	}
 	lo, hi := uintptr(off), uintptr(uint64(off)>>(8*unsafe.Sizeof(uintptr(0))-1)>>1)
-	n, _, errno := unix.Syscall6(unix.SYS_PWRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(k), lo, hi, 0)
-	clear(iov[:k]) // drop the references to the caller's buffers
+	n, _, errno := unix.Syscall6(unix.SYS_PWRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov.v[0])), uintptr(k), lo, hi, 0)
+	clear(iov.v[:k]) // drop the references to the caller's buffers
 	if errno != 0 {
 		return 0, errno
 	}
@@ -99,6 +103,46 @@ func pwritevFull(fd int, iov *iovecs, bufs [][]byte, off int64) error {
 			bufs[0] = bufs[0][n:]
 			n = 0
 		}
+	}
+	return nil
+}
+
+// pwritevSplit writes bufs back to back at off like pwritevFull, in system
+// calls that never cross a multiple of split in the file (split > 0).
+func pwritevSplit(fd int, iov *iovecs, bufs [][]byte, off, split int64) error {
+	return splitPieces(iov.piece[:0], bufs, off, split, func(p [][]byte, off int64) error {
+		return pwritevFull(fd, iov, p, off)
+	})
+}
+
+// splitPieces cuts bufs, to be written back to back at off, into pieces
+// that each end at or before the next multiple of split in the file (and
+// hold at most cap(scratch) buffers), and calls write for each in order,
+// stopping at its first error. The pieces are built in scratch, which is
+// cleared after each call; bufs is not modified.
+func splitPieces(scratch, bufs [][]byte, off, split int64, write func(p [][]byte, off int64) error) error {
+	skip := 0 // bytes of bufs[0] already in an earlier piece
+	for len(bufs) > 0 {
+		room := split - off%split
+		p := scratch[:0]
+		var n int64
+		for len(bufs) > 0 && n < room && len(p) < cap(scratch) {
+			b := bufs[0][skip:]
+			if k := room - n; int64(len(b)) > k {
+				b = b[:k]
+				skip += int(k)
+			} else {
+				bufs, skip = bufs[1:], 0
+			}
+			p = append(p, b)
+			n += int64(len(b))
+		}
+		err := write(p, off)
+		clear(p) // drop the references to the caller's buffers
+		if err != nil {
+			return err
+		}
+		off += n
 	}
 	return nil
 }

@@ -15,9 +15,15 @@ const DirectAlign = 4096
 const (
 	// DefaultMaxReserveMargin caps the default ReserveMargin.
 	DefaultMaxReserveMargin = 64 << 20
+	// DefaultMaxBufferedWrite is the default Options.MaxBufferedWrite.
+	DefaultMaxBufferedWrite = 256 << 10
 	// DefaultStatfsInterval is how long a statfs(2) result is trusted.
 	DefaultStatfsInterval = 100 * time.Millisecond
 )
+
+// NoMaxBufferedWrite as Options.MaxBufferedWrite lets a buffered WriteVAt
+// write as much per system call as it can.
+const NoMaxBufferedWrite = -1
 
 // NoReserveMargin as Options.ReserveMargin keeps no free space back on the
 // host filesystem.
@@ -39,6 +45,12 @@ type Options struct {
 	// cache. Unaligned requests are bounced through aligned buffers.
 	// Default false (buffered); see docs/alloc.md for the measurements.
 	DirectIO bool
+	// MaxBufferedWrite bounds one system call of a buffered WriteVAt:
+	// longer writes are split at the multiples of it in the file (see
+	// docs/alloc.md, "Large folios"). 0 means DefaultMaxBufferedWrite;
+	// NoMaxBufferedWrite (-1) writes each WriteVAt in as few calls as
+	// possible. Unused with DirectIO.
+	MaxBufferedWrite int64
 	// ThinLimit is the most bytes the image may have allocated (reserved
 	// included). 0 means the image size.
 	ThinLimit int64
@@ -61,6 +73,9 @@ func (o *Options) EnsureDefaults() {
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
+	if o.MaxBufferedWrite == 0 {
+		o.MaxBufferedWrite = DefaultMaxBufferedWrite
+	}
 	if o.StatfsInterval == 0 {
 		o.StatfsInterval = DefaultStatfsInterval
 	}
@@ -79,6 +94,8 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("alloc: Options.ThinLimit %d is negative: %w", o.ThinLimit, ErrInvalidOptions)
 	case o.ReserveMargin < NoReserveMargin:
 		return fmt.Errorf("alloc: Options.ReserveMargin %d is negative (use NoReserveMargin): %w", o.ReserveMargin, ErrInvalidOptions)
+	case o.MaxBufferedWrite < NoMaxBufferedWrite || o.MaxBufferedWrite > 0 && o.MaxBufferedWrite%DirectAlign != 0:
+		return fmt.Errorf("alloc: Options.MaxBufferedWrite %d is not a positive multiple of %d (or NoMaxBufferedWrite): %w", o.MaxBufferedWrite, DirectAlign, ErrInvalidOptions)
 	case o.StatfsInterval < 0:
 		return fmt.Errorf("alloc: Options.StatfsInterval %v is negative: %w", o.StatfsInterval, ErrInvalidOptions)
 	}
