@@ -147,7 +147,8 @@ type Cache struct {
 	// +checklocks:mu
 	stickyErr error // first writeback error since the last fully successful flush
 	// +checklocks:mu
-	failures uint64 // count of failed writeback I/Os (a flush compares it before and after)
+	failures     uint64 // count of failed writeback I/Os
+	passFailures uint64 // count of failed writeback I/Os claimed by a flush pass (a pass compares it before and after)
 	// +checklocks:mu
 	retryAt time.Time // background writeback waits until then after a failure
 	// +checklocks:mu

@@ -370,3 +370,60 @@ func TestStallTimeout(t *testing.T) {
 	}
 	verify(t, mem.Crash(), model, 0, 4<<20)
 }
+
+// failFirstWrite is a lower device whose first write waits for release
+// and then fails with EIO without writing; later writes succeed.
+type failFirstWrite struct {
+	*countingDev
+	once    sync.Once
+	started chan struct{}
+	release chan struct{}
+}
+
+func (d *failFirstWrite) WriteVAt(bufs [][]byte, off int64) (int, error) {
+	first := false
+	d.once.Do(func() { first = true })
+	if first {
+		close(d.started)
+		<-d.release
+		return 0, syscall.EIO
+	}
+	return d.countingDev.WriteVAt(bufs, off)
+}
+
+func (d *failFirstWrite) WriteAt(p []byte, off int64) (int, error) {
+	return d.WriteVAt([][]byte{p}, off)
+}
+
+// TestFlushAfterOlderFailure: a write-back I/O that was in flight before a
+// FLUSH and fails while the flush waits for it does not fail the flush,
+// which writes those bytes again and makes them durable. Only the flush's
+// own failed writes fail it (a spurious FLUSH error makes a client's
+// filesystem give up).
+func TestFlushAfterOlderFailure(t *testing.T) {
+	const win = 64 << 10
+	lower := &failFirstWrite{countingDev: newCountingDev(1 << 20), started: make(chan struct{}), release: make(chan struct{})}
+	o := quietOptions(t) // MaxWritebackIO 64 KiB: a whole window is written back at once
+	c := newTestCache(t, lower, o)
+	model := make([]byte, 1<<20)
+	mustWrite(t, c, model, fill(3, 0, win), 0)
+	<-lower.started // the window's background write is in flight
+	done := make(chan error, 1)
+	go func() { done <- c.Flush() }()
+	waitFor(t, "the writeback goroutine to take the flush", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return len(c.reqs) == 0
+	})
+	time.Sleep(10 * time.Millisecond) // let the pass reach the in-flight window
+	close(lower.release)
+	if err := <-done; err != nil {
+		t.Fatalf("Flush after an older write failed and was redone: %v", err)
+	}
+	if !bytes.Equal(lower.image()[:win], model[:win]) {
+		t.Fatal("the window is not in lower after the flush")
+	}
+	if s := c.Stats(); s.DirtyBytes != 0 || s.WritebackErrors == 0 {
+		t.Fatalf("after the flush: %d dirty bytes, %d writeback errors; want 0 and > 0", s.DirtyBytes, s.WritebackErrors)
+	}
+}

@@ -349,13 +349,34 @@ func (c *Cache) syncFailedLocked(err error) {
 
 // pass writes back every Dirty or Zeroed byte of [from, to) that was so
 // when it started, waiting for I/O already in flight, and returns an error
-// wrapping ErrWriteback if any writeback I/O failed meanwhile. A sweep with
+// wrapping ErrWriteback if one of its own writeback I/Os failed. A sweep with
 // a cursor: bytes dirtied behind the cursor are left for later, so a stream
 // of writes cannot starve it. Only the writeback goroutine calls it.
 func (c *Cache) pass(from, to int64) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	failures := c.failures
+	// Only the pass's own writes decide its result. A write that was in
+	// flight when the pass started (background, idle) and fails leaves
+	// its bytes dirty again, possibly behind the cursor: the pass then
+	// scans again and writes them itself, so that failure alone does not
+	// fail a flush that made everything durable.
+	own := c.passFailures
+	for {
+		failures := c.failures
+		c.passOnceLocked(from, to)
+		if c.passFailures != own {
+			return fmt.Errorf("%w: %w", ErrWriteback, c.stickyErr)
+		}
+		if c.failures == failures {
+			return nil
+		}
+	}
+}
+
+// passOnceLocked claims every dirty or zeroed cluster of [from, to), waits
+// for older I/O over these bytes, and returns when no writeback I/O is in
+// flight. c.mu must be held.
+func (c *Cache) passOnceLocked(from, to int64) {
 	cursor := from
 	for cursor < to {
 		r, ok := c.tree.FindFirst(cursor, statetree.Dirty|statetree.Zeroed)
@@ -379,8 +400,4 @@ func (c *Cache) pass(from, to int64) error {
 	for c.inflight > 0 {
 		c.cond.Wait()
 	}
-	if c.failures != failures {
-		return fmt.Errorf("%w: %w", ErrWriteback, c.stickyErr)
-	}
-	return nil
 }

@@ -34,6 +34,7 @@ type job struct {
 	zero       bool    // a Zeroed range: trim or zero lower
 	keep       bool    // with zero: keep the range allocated (ZeroKeep)
 	background bool    // claimed by background writeback, not a flush
+	pass       bool    // claimed by a flush pass: its failure fails the pass
 	syncFails  uint64  // Cache.syncFails when claimed
 	pages      []*page // with !zero: the page of each block, in order (zero pages for filled holes)
 	filled     int64   // bytes of holes filled with zeros (fillGapsLocked)
@@ -208,7 +209,8 @@ func (c *Cache) claimChainLocked(r statetree.Range, at int64, background, chain 
 	if j == nil {
 		return 0, false
 	}
-	end = j.end // j belongs to an I/O worker from here on
+	j.pass = chain // only a flush pass chains
+	end = j.end    // j belongs to an I/O worker from here on
 	if chain && !j.zero && j.end-j.start <= batchCluster {
 		if c.batch == nil {
 			c.batch = j
@@ -552,6 +554,9 @@ func (c *Cache) completeLocked(j *job, err error) {
 	keep := err != nil || j.syncFails != c.syncFails
 	if err != nil {
 		c.recordFailureLocked(err)
+		if j.pass {
+			c.passFailures++
+		}
 	} else {
 		c.recordSuccessLocked()
 	}
