@@ -43,10 +43,11 @@ func (c *Cache) noteFlushLocked(now time.Time) {
 }
 
 // syncingLocked reports whether clients flush often enough for Idle to
-// write back. c.mu must be held.
-func (c *Cache) syncingLocked(now time.Time) bool {
+// write back. It reads the clock only when they do (Idle runs each time a
+// connection waits). c.mu must be held.
+func (c *Cache) syncingLocked() bool {
 	return c.flushEvery > 0 && c.flushEvery <= syncInterval &&
-		now.Sub(c.lastFlush) <= max(syncLinger*c.flushEvery, syncInterval)
+		time.Since(c.lastFlush) <= max(syncLinger*c.flushEvery, syncInterval)
 }
 
 // Idle writes back one dirty cluster on the calling goroutine if clients
@@ -56,7 +57,7 @@ func (c *Cache) syncingLocked(now time.Time) bool {
 func (c *Cache) Idle() bool {
 	c.mu.Lock()
 	if c.closed || c.syncing || len(c.reqs) > 0 || c.inflight >= c.opts.WritebackInFlight ||
-		c.tree.Bytes(statetree.Dirty) == 0 || !c.syncingLocked(time.Now()) {
+		c.tree.Bytes(statetree.Dirty) == 0 || !c.syncingLocked() {
 		c.mu.Unlock()
 		return false
 	}

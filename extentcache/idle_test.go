@@ -11,10 +11,7 @@ import (
 // progress; and what it wrote is durable after the next flush.
 func TestIdle(t *testing.T) {
 	const size, bs = 1 << 20, 4096
-	lower := newCountingDev(size)
-	o := quietOptions(t)
-	c := newTestCache(t, lower, o)
-	model := make([]byte, size)
+	lower, c, model := newQuietCache(t, size)
 	mustWrite(t, c, model, fill(1, 10*bs, bs), 10*bs)
 	if c.Idle() {
 		t.Fatal("Idle wrote back before any client flush")

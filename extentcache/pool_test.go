@@ -100,10 +100,7 @@ func TestKeptPagesNotWorthMemory(t *testing.T) {
 // drops it, and everything reads back as the model says.
 func TestResidentPages(t *testing.T) {
 	const size, bs = 1 << 20, 4096
-	lower := newCountingDev(size)
-	o := quietOptions(t)
-	c := newTestCache(t, lower, o)
-	model := make([]byte, size)
+	lower, c, model := newQuietCache(t, size)
 	mustWrite(t, c, model, fill(1, 0, 64*bs), 0)
 	mustWrite(t, c, model, fill(2, 100*bs, bs), 100*bs)
 	if err := c.Flush(); err != nil {

@@ -25,6 +25,14 @@ func quietOptions(tb testing.TB) Options {
 	return o
 }
 
+// newQuietCache returns a counting lower device of size bytes, a cache
+// over it with quietOptions, and a zeroed model of the device.
+func newQuietCache(t *testing.T, size int64) (*countingDev, *Cache, []byte) {
+	t.Helper()
+	lower := newCountingDev(size)
+	return lower, newTestCache(t, lower, quietOptions(t)), make([]byte, size)
+}
+
 // expectedRuns returns the writes a flush of the dirty block set must
 // issue: one per maximal run of consecutive blocks, split at multiples of
 // window blocks.
@@ -448,10 +456,7 @@ func TestAgeMarksBounded(t *testing.T) {
 // batch), not with a hand-off and a concurrent write each.
 func TestFlushBatchesSmallClusters(t *testing.T) {
 	const size, bs = 4 << 20, 4096
-	lower := newCountingDev(size)
-	o := quietOptions(t)
-	c := newTestCache(t, lower, o)
-	model := make([]byte, size)
+	lower, c, model := newQuietCache(t, size)
 	for i := range int64(40) {
 		off := (i*37%256)*2*bs + 1<<20 // scattered, never adjacent
 		mustWrite(t, c, model, fill(byte(i), off, bs), off)

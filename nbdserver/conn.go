@@ -335,18 +335,11 @@ func (c *conn) tryNoWait(r *request) bool {
 	default:
 		return false
 	}
-	if err != nil {
-		r.errno = errnoOf(err, r.cmd, r.flags)
-		r.msg = r.errno.message()
-		c.logFailed(r, err)
-	}
+	c.setErr(r, err)
 	c.wmu.Lock()
 	if c.werr == nil {
 		c.werr = c.writeReplyLocked(r)
-		if c.werr != nil {
-			c.log.Debug("write failed; closing", zap.Error(c.werr))
-			c.kill()
-		}
+		c.closeOnWriteErrLocked()
 	}
 	c.wmu.Unlock()
 	c.finish(r)
@@ -360,10 +353,8 @@ func (c *conn) flushInline() {
 	if c.werr != nil || c.bw.Buffered() == 0 {
 		return // failed, or the writer goroutine flushed them already
 	}
-	if c.werr = c.bw.Flush(); c.werr != nil {
-		c.log.Debug("write failed; closing", zap.Error(c.werr))
-		c.kill()
-	}
+	c.werr = c.bw.Flush()
+	c.closeOnWriteErrLocked()
 }
 
 // maxInline is the largest WRITE the reader handles itself.
@@ -447,6 +438,14 @@ func (c *conn) writeLocked(r *request) {
 	if c.werr == nil && len(c.replies) == 0 {
 		c.werr = c.bw.Flush()
 	}
+	c.closeOnWriteErrLocked()
+}
+
+// closeOnWriteErrLocked closes the connection if writing a reply failed.
+// c.wmu must be held.
+//
+// +checklocks:c.wmu
+func (c *conn) closeOnWriteErrLocked() {
 	if c.werr != nil {
 		c.log.Debug("write failed; closing", zap.Error(c.werr))
 		c.kill()

@@ -40,6 +40,12 @@ func (c *conn) handle(r *request) {
 	case CmdBlockStatus:
 		err = c.blockStatus(r)
 	}
+	c.setErr(r, err)
+}
+
+// setErr records the device error of r, if any, as its NBD error and logs
+// it.
+func (c *conn) setErr(r *request, err error) {
 	if err != nil {
 		r.errno = errnoOf(err, r.cmd, r.flags)
 		r.msg = r.errno.message()

@@ -17,9 +17,10 @@ type full interface {
 	device.Prefetcher
 }
 
-// backingFile is full plus the extras that alloc.File offers and the cache
-// finds by type assertion (vectored writes, one-step allocation, starting
-// host writeback). Hiding them would silently cost performance.
+// backingFile is full plus the extras that alloc.File offers: vectored
+// writes and starting host writeback, which the cache finds by type
+// assertion (hiding them would silently cost performance), and one-step
+// allocation, which it no longer uses but callers may.
 type backingFile interface {
 	full
 	WriteVAt(bufs [][]byte, off int64) (int, error)
