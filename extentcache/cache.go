@@ -91,15 +91,17 @@ const maxIOV = 1024
 // mu guards everything below it. Lock order: mu → Space, mu → pool (both
 // leaves). mu is never held across lower I/O or ristretto calls.
 type Cache struct {
-	lower   device.Device
-	opts    Options
-	log     *zap.Logger
-	size    int64
-	bs      int64
-	shift   uint
-	vw      vectorWriter     // nil if lower has no WriteVAt
-	starter writebackStarter // nil if lower has no StartWriteback
-	ext     device.Extenter  // nil if lower cannot tell holes
+	lower       device.Device
+	opts        Options
+	log         *zap.Logger
+	size        int64
+	bs          int64
+	shift       uint
+	vw          vectorWriter     // nil if lower has no WriteVAt
+	wbStarter   writebackStarter // nil if lower has no StartWriteback
+	startq      chan span        // cluster starts for the starter goroutine (starter.go); nil without wbStarter
+	starterDone chan struct{}    // closed when the starter goroutine exits
+	ext         device.Extenter  // nil if lower cannot tell holes
 	// zeroPages are the pages of filled holes: windows on one zero buffer
 	// of FillGap bytes, read-only.
 	zeroPages []*page
@@ -268,7 +270,9 @@ func New(lower device.Device, opts Options) (*Cache, error) {
 		c.vw = v
 	}
 	if s, ok := lower.(writebackStarter); ok {
-		c.starter = s
+		c.wbStarter = s
+		c.startq = make(chan span, startQueue)
+		c.starterDone = make(chan struct{})
 	}
 	if e, ok := lower.(device.Extenter); ok && opts.FillGap > 0 {
 		c.ext = e
@@ -295,6 +299,9 @@ func New(lower device.Device, opts Options) (*Cache, error) {
 	c.jobq = make(chan *job, opts.WritebackInFlight)
 	c.wg.Add(1 + opts.WritebackInFlight)
 	go c.run()
+	if c.startq != nil {
+		go c.starter()
+	}
 	for range opts.WritebackInFlight {
 		go c.worker()
 	}
@@ -318,6 +325,12 @@ func (c *Cache) Close() error {
 	err := c.submit(&syncReq{full: true, done: make(chan error, 1)})
 	close(c.done)
 	c.wg.Wait()
+	if c.startq != nil {
+		// The workers are gone: no start is queued after this, and the
+		// lower device stays open until the last one returns.
+		close(c.startq)
+		<-c.starterDone
+	}
 	if c.clean != nil {
 		c.clean.Close()
 	}
@@ -439,6 +452,8 @@ type counters struct {
 	checkpoints      atomic.Uint64
 	keptDropped      atomic.Uint64
 	idleIOs          atomic.Uint64 // clusters written back by Idle
+	starts           atomic.Uint64 // StartWriteback calls (starter.go)
+	startsDropped    atomic.Uint64 // cluster starts dropped on a full queue
 	evicted          atomic.Uint64 // bytes of resident pages evicted
 	waits            atomic.Uint64
 	wbSizes          [NumSizeBuckets]atomic.Uint64

@@ -30,14 +30,16 @@ type Stats struct {
 	ZeroIOs         uint64                 // backing trims/zeroes
 	WritebackErrors uint64                 // failed writeback I/Os
 
-	Flushes      uint64        // Flush calls
-	FlushTime    time.Duration // total time in Flush
-	FlushMax     time.Duration // longest Flush
-	LowerFlushes uint64        // lower Flush calls
-	Checkpoints  uint64        // lower flushes writeback issued itself to release kept pages
-	KeptDropped  uint64        // bytes of kept pages released without a sync, for memory
-	IdleIOs      uint64        // clusters written back by Idle (clients that flush often)
-	Evicted      uint64        // bytes of resident pages evicted for memory
+	Flushes       uint64        // Flush calls
+	FlushTime     time.Duration // total time in Flush
+	FlushMax      time.Duration // longest Flush
+	LowerFlushes  uint64        // lower Flush calls
+	Checkpoints   uint64        // lower flushes writeback issued itself to release kept pages
+	KeptDropped   uint64        // bytes of kept pages released without a sync, for memory
+	IdleIOs       uint64        // clusters written back by Idle (clients that flush often)
+	HostStarts    uint64        // lower StartWriteback calls (adjacent clusters merged; starter.go)
+	StartsDropped uint64        // cluster starts dropped because the starter goroutine was behind
+	Evicted       uint64        // bytes of resident pages evicted for memory
 
 	StickyErr error // the pending writeback error, nil if none
 }
@@ -76,6 +78,7 @@ func (c *Cache) Stats() Stats {
 	s.Checkpoints = c.st.checkpoints.Load()
 	s.KeptDropped = c.st.keptDropped.Load()
 	s.IdleIOs = c.st.idleIOs.Load()
+	s.HostStarts, s.StartsDropped = c.st.starts.Load(), c.st.startsDropped.Load()
 	s.Evicted = c.st.evicted.Load()
 	return s
 }

@@ -432,13 +432,14 @@ func (c *Cache) doWrite(j *job) error {
 		off += sz
 		bufs = bufs[k:]
 	}
-	if j.background && c.starter != nil && n >= minStartWriteback {
-		// Start the host's writeback now so that the next Flush is
-		// short; a flush pass skips this (its fdatasync follows at once).
-		// Only for large clusters: one sync_file_range per scattered 4 KiB
-		// cluster cost 45% of the server's CPU under 4K random writes,
-		// while the kernel and the next checkpoint write those back anyway.
-		_ = c.starter.StartWriteback(j.start, n)
+	if j.background && c.startq != nil && n >= minStartWriteback {
+		// Start the host's writeback soon (starter.go) so that the next
+		// Flush is short; a flush pass skips this (its fdatasync follows
+		// at once). Only for large clusters: one sync_file_range per
+		// scattered 4 KiB cluster cost 45% of the server's CPU under 4K
+		// random writes, while the kernel and the next checkpoint write
+		// those back anyway.
+		c.startWriteback(j.start, n)
 	}
 	return nil
 }
