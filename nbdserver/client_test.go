@@ -214,13 +214,20 @@ type reply struct {
 // length to expect after a successful simple reply (0 otherwise).
 func (rc *rawClient) readReply(readLen int) reply {
 	rc.tb.Helper()
+	return rc.readReplyFor(func(uint64) int { return readLen })
+}
+
+// readReplyFor is readReply for replies in any order: readLen gives the
+// READ data length of a successful simple reply by its cookie.
+func (rc *rawClient) readReplyFor(readLen func(cookie uint64) int) reply {
+	rc.tb.Helper()
 	m := binary.BigEndian.Uint32(rc.read(4))
 	switch m {
 	case magicSimpleReply:
 		h := rc.read(12)
 		r := reply{simple: true, errno: Errno(binary.BigEndian.Uint32(h)), cookie: binary.BigEndian.Uint64(h[4:])}
-		if r.errno == 0 && readLen > 0 {
-			r.data = rc.read(readLen)
+		if n := readLen(r.cookie); r.errno == 0 && n > 0 {
+			r.data = rc.read(n)
 		}
 		return r
 	case magicStructuredReply:

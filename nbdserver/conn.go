@@ -75,6 +75,10 @@ type conn struct {
 	// +checklocks:wmu
 	whdr [64]byte // scratch for reply headers
 	// +checklocks:wmu
+	wvec [2][]byte // scratch for writeDataLocked's writev
+	// +checklocks:wmu
+	wbufs net.Buffers // writeDataLocked's writev over wvec (a field: no allocation)
+	// +checklocks:wmu
 	werr error // first write error; later replies are dropped
 }
 

@@ -407,3 +407,79 @@ func TestShutdown(t *testing.T) {
 		t.Fatalf("Serve after Shutdown: %v", err)
 	}
 }
+
+// TestPipelinedLargeReads sends bursts of READs of every size around
+// directData (large payloads leave from the request's buffer, small ones
+// through the reply buffer) mixed with writes, without waiting for
+// replies (the writes go to the upper half, which no READ of the burst
+// touches: requests in flight are not ordered), and checks every reply's
+// data in each reply mode: the replies
+// queued in the buffer must go out whole and before a large payload's
+// header, and no payload may be cut or interleaved.
+func TestPipelinedLargeReads(t *testing.T) {
+	const size = 4 << 20
+	for _, mode := range []struct {
+		name                 string
+		structured, extended bool
+	}{{"simple", false, false}, {"structured", true, false}, {"extended", true, true}} {
+		t.Run(mode.name, func(t *testing.T) {
+			d := memdev.New(size, memdev.Options{})
+			model := pattern(size, 5)
+			d.WriteAt(model, 0)
+			_, addr := startServer(t, Options{Exports: []Export{{Device: d}}})
+			rc := dialRaw(t, addr)
+			rc.open("", mode.structured, false, mode.extended)
+			lengths := []uint64{512, 4096, directData - 1, directData, directData + 4096, 256 << 10, 1 << 20}
+			type want struct {
+				off  uint64
+				data []byte // nil for a write
+				got  []byte
+			}
+			for round := range 4 {
+				pending := map[uint64]*want{}
+				cookie := uint64(round * 1000)
+				for i := range 40 {
+					cookie++
+					n := lengths[(i+round)%len(lengths)]
+					off := uint64(i*37*4096+round*512) % (size/2 - n)
+					if i%5 == 4 { // a write among the reads
+						var flags uint16
+						if mode.extended {
+							flags = cmdFlagPayloadLen
+						}
+						rc.send(requestHeader{cmd: CmdWrite, flags: flags, cookie: cookie, off: size/2 + off, length: n}, pattern(int(n), byte(i+round)))
+						pending[cookie] = &want{off: size/2 + off}
+						continue
+					}
+					rc.send(requestHeader{cmd: CmdRead, cookie: cookie, off: off, length: n}, nil)
+					pending[cookie] = &want{off: off, data: append([]byte(nil), model[off:off+n]...), got: make([]byte, n)}
+				}
+				for len(pending) > 0 {
+					r := rc.readReplyFor(func(cookie uint64) int {
+						if w := pending[cookie]; w != nil && w.data != nil {
+							return len(w.data)
+						}
+						return 0
+					})
+					w := pending[r.cookie]
+					if w == nil || r.errno != 0 {
+						t.Fatalf("reply for cookie %d: errno %v (pending %v)", r.cookie, r.errno, w != nil)
+					}
+					switch {
+					case r.simple:
+						copy(w.got, r.data)
+					case r.typ == replyTypeOffsetData:
+						copy(w.got[binary.BigEndian.Uint64(r.data)-w.off:], r.data[8:])
+					}
+					if !r.simple && r.flags&replyFlagDone == 0 {
+						continue
+					}
+					if w.data != nil && !bytes.Equal(w.got, w.data) {
+						t.Fatalf("READ cookie %d (%d bytes at %d): data differs", r.cookie, len(w.data), w.off)
+					}
+					delete(pending, r.cookie)
+				}
+			}
+		})
+	}
+}
