@@ -57,5 +57,6 @@ func fillCacheStats(s *metrics.ExportStats, c cacheLayer) {
 	s.WriterWaits = cs.WriterWaits
 	s.FilledBytes = cs.WritebackFilled
 	s.WritebackErrors = cs.WritebackErrors
+	s.HostStarts, s.StartsDropped = cs.HostStarts, cs.StartsDropped
 	s.WritebackError = cs.StickyErr != nil
 }

@@ -81,7 +81,8 @@ func TestExportStatsReadAtScrape(t *testing.T) {
 	m := New(Options{NoRuntimeCollectors: true})
 	var dirty int64 = 100
 	if err := m.AddExport("disk0", func() ExportStats {
-		return ExportStats{Size: 1 << 30, Allocated: 4096, Reserved: 8192, Dirty: dirty, CacheHits: 3, CacheMisses: 1, OutOfSpace: true}
+		return ExportStats{Size: 1 << 30, Allocated: 4096, Reserved: 8192, Dirty: dirty, CacheHits: 3, CacheMisses: 1, OutOfSpace: true,
+			HostStarts: 5, StartsDropped: 2}
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -101,6 +102,12 @@ func TestExportStatsReadAtScrape(t *testing.T) {
 	}
 	if got := find(t, m, "extentd_cache_hits_total", lbl).GetCounter().GetValue(); got != 3 {
 		t.Errorf("hits = %v", got)
+	}
+	if got := find(t, m, "extentd_host_writeback_starts_total", lbl).GetCounter().GetValue(); got != 5 {
+		t.Errorf("host writeback starts = %v, want 5", got)
+	}
+	if got := find(t, m, "extentd_host_writeback_starts_dropped_total", lbl).GetCounter().GetValue(); got != 2 {
+		t.Errorf("host writeback starts dropped = %v, want 2", got)
 	}
 	if got := find(t, m, "extentd_out_of_space", lbl).GetGauge().GetValue(); got != 1 {
 		t.Errorf("out_of_space = %v", got)
