@@ -8,9 +8,9 @@ package extentcache
 // pwritev that wrote the cluster: made by the writeback worker it held the
 // worker off its next cluster. The starter goroutine makes those calls
 // instead, merging clusters that follow each other into one call. W1 then
-// W2 on one server (4 GiB image, 2 vCPUs): 690–850 MiB/s with the calls on
-// the workers, 1010–1130 here, 1000–1210 with no calls at all; the FLUSH
-// after W2 took 0.1–0.9 s, 0.6–1.4 s and 1.4–2.0 s (nbdkit file: 3.0–3.3 s).
+// W2 on one server (4 GiB image, 2 vCPUs): 690–952 MiB/s with the calls on
+// the workers, 1010–1130 here, 800–1210 with no calls at all; the FLUSH
+// after W2 took 0.1–0.9 s, 0.4–1.4 s and 1.4–2.0 s (nbdkit file: 3.0–3.5 s).
 //
 // A start is a hint: when the queue is full it is dropped (the kernel's
 // flusher and the next FLUSH write the data anyway), and nothing waits for
