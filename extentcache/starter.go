@@ -39,20 +39,21 @@ func (c *Cache) startWriteback(off, n int64) {
 func (c *Cache) starter() {
 	defer close(c.starterDone)
 	for s := range c.startq {
-		for more := true; more; {
+		// Take what is already queued, growing s while it continues s.
+		for queued := true; queued; {
 			select {
 			case t, ok := <-c.startq:
-				if !ok {
-					more = false
-				} else if t.off == s.off+s.n {
+				switch {
+				case !ok:
+					queued = false
+				case t.off == s.off+s.n:
 					s.n += t.n
-					continue
-				} else {
+				default:
 					c.issueStart(s)
 					s = t
 				}
 			default:
-				more = false
+				queued = false
 			}
 		}
 		c.issueStart(s)
