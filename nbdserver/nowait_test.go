@@ -204,3 +204,42 @@ type gatedIdler struct {
 }
 
 func (d *gatedIdler) Idle() bool { return d.idle.Idle() }
+
+// readNoWaitDev offers only the read half (device.NoWaitReader) of a
+// noWaitDev, as a buffered image file served without the cache does.
+type readNoWaitDev struct {
+	device.Device // the noWaitDev, its Try methods hidden
+	nw            *noWaitDev
+}
+
+func (d readNoWaitDev) TryReadAt(p []byte, off int64) (bool, error) { return d.nw.TryReadAt(p, off) }
+
+// TestNoWaitReaderOnly: a device that can only read without waiting gets
+// its READs tried on the reader, and its WRITEs go the usual way.
+func TestNoWaitReaderOnly(t *testing.T) {
+	const size, fast, bs = 1 << 20, 512 << 10, 4096
+	nw := &noWaitDev{Dev: memdev.New(size, memdev.Options{}), fast: fast}
+	data := pattern(size, 5)
+	nw.Dev.WriteAt(data, 0)
+	var dev device.Device = readNoWaitDev{Device: nw, nw: nw}
+	if _, ok := dev.(device.NoWaiter); ok {
+		t.Fatal("the test device must not be a NoWaiter")
+	}
+	rc := pipeClient(t, newTestServer(t, Options{Exports: []Export{{Device: dev}}}))
+	rc.open("", false, false, false)
+	for i, off := range []int64{bs, fast} {
+		errno, got, _ := rc.do(requestHeader{cmd: CmdRead, cookie: uint64(1 + i), off: uint64(off), length: bs}, nil)
+		if errno != 0 || !bytes.Equal(got, data[off:off+bs]) {
+			t.Fatalf("read at %d: %v, or wrong data", off, errno)
+		}
+	}
+	if errno, _, _ := rc.do(requestHeader{cmd: CmdWrite, cookie: 3, off: 0, length: bs}, data[:bs]); errno != 0 {
+		t.Fatalf("write: %v", errno)
+	}
+	if r, pr := nw.tryReads.Load(), nw.plainReads.Load(); r != 1 || pr != 1 {
+		t.Errorf("%d reads done at once and %d by a worker, want 1 and 1", r, pr)
+	}
+	if w, pw := nw.tryWrites.Load(), nw.plainWrites.Load(); w != 0 || pw != 1 {
+		t.Errorf("%d writes tried at once and %d plain, want 0 and 1", w, pw)
+	}
+}

@@ -58,5 +58,6 @@ func fillCacheStats(s *metrics.ExportStats, c cacheLayer) {
 	s.FilledBytes = cs.WritebackFilled
 	s.WritebackErrors = cs.WritebackErrors
 	s.HostStarts, s.StartsDropped = cs.HostStarts, cs.StartsDropped
+	s.NoWaitReads = cs.NoWaitReads
 	s.WritebackError = cs.StickyErr != nil
 }
