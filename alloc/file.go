@@ -79,9 +79,6 @@ type File struct {
 	// filesystem lacks (probed at Open, updated on EOPNOTSUPP).
 	noZeroRange  atomic.Bool
 	noPunchAlloc atomic.Bool
-	// noNowait records that the host refused a RWF_NOWAIT read
-	// (TryReadAt then always reports false).
-	noNowait atomic.Bool
 
 	split int64 // buffered WriteVAt calls write(2) at most this much at a time (0: no limit)
 }
@@ -397,45 +394,6 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 		return 0, ioErr("read", off, n, err)
 	}
 	return len(p), nil
-}
-
-// TryReadAt is ReadAt when it needs no disk I/O: holes come from the map
-// and data only when the host page cache holds all of it (preadv2 with
-// RWF_NOWAIT). Otherwise it reports false, having perhaps written to p
-// (device.NoWaitReader). Always false with DirectIO, and once the host has
-// refused RWF_NOWAIT; an out-of-range or closed read is false too (ReadAt
-// reports it). It allocates nothing.
-func (f *File) TryReadAt(p []byte, off int64) (bool, error) {
-	n := int64(len(p))
-	if f.direct || f.noNowait.Load() {
-		return false, nil
-	}
-	fd, err := f.enter("read", off, n, false)
-	if err != nil {
-		return false, nil
-	}
-	defer f.exit()
-	end := off + n
-	for cur := off; cur < end; {
-		ds, de, ok := f.space.nextData(cur, end)
-		if !ok {
-			clear(p[cur-off:])
-			break
-		}
-		clear(p[cur-off : ds-off])
-		done, err := preadNowait(fd, p[ds-off:de-off], ds)
-		switch {
-		case err == unix.EOPNOTSUPP:
-			f.noNowait.Store(true)
-			return false, nil
-		case err != nil:
-			return true, ioErr("read", off, n, err)
-		case !done:
-			return false, nil
-		}
-		cur = de
-	}
-	return true, nil
 }
 
 // readRange fills p from off: holes from the map, data from the file.

@@ -16,34 +16,6 @@ func preadFull(fd int, p []byte, off int64) error {
 	return full(unix.Pread, fd, p, off, io.ErrUnexpectedEOF)
 }
 
-// preadNowait reads len(p) bytes at off if the host page cache holds them
-// all: preadv2(2) with RWF_NOWAIT, resuming short reads and EINTR. It
-// reports false (nil error) when a read would have waited for the disk,
-// and EOPNOTSUPP when the kernel or filesystem has no such reads.
-func preadNowait(fd int, p []byte, off int64) (bool, error) {
-	for len(p) > 0 {
-		var iov unix.Iovec
-		iov.Base = &p[0]
-		iov.SetLen(len(p))
-		lo, hi := uintptr(off), uintptr(uint64(off)>>(8*unsafe.Sizeof(uintptr(0))-1)>>1)
-		n, _, errno := unix.Syscall6(unix.SYS_PREADV2, uintptr(fd), uintptr(unsafe.Pointer(&iov)), 1, lo, hi, unix.RWF_NOWAIT)
-		switch {
-		case errno == unix.EINTR:
-			continue
-		case errno == unix.EAGAIN:
-			return false, nil
-		case errno == unix.EOPNOTSUPP || errno == unix.EINVAL: // EINVAL: flags unknown to the kernel
-			return false, unix.EOPNOTSUPP
-		case errno != 0:
-			return false, errno
-		case n == 0:
-			return false, io.ErrUnexpectedEOF
-		}
-		p, off = p[n:], off+int64(n)
-	}
-	return true, nil
-}
-
 // pwriteFull writes p at off, retrying on EINTR and short writes.
 func pwriteFull(fd int, p []byte, off int64) error {
 	return full(unix.Pwrite, fd, p, off, io.ErrShortWrite)
@@ -91,7 +63,7 @@ func pwritev(fd int, iov *iovecs, bufs [][]byte, off int64) (int, error) {
 		return 0, nil
 	}
 	lo, hi := uintptr(off), uintptr(uint64(off)>>(8*unsafe.Sizeof(uintptr(0))-1)>>1)
-	n, _, errno := unix.Syscall6(unix.SYS_PWRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov.v[0])), uintptr(k), lo, hi, unix.RWF_NOWAIT)
+	n, _, errno := unix.Syscall6(unix.SYS_PWRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov.v[0])), uintptr(k), lo, hi, 0)
 	clear(iov.v[:k]) // drop the references to the caller's buffers
 	if errno != 0 {
 		return 0, errno

@@ -76,15 +76,8 @@ type Prefetcher interface {
 // reports false with a nil error; TryReadAt may have written to p then. They
 // never block, beyond a short lock.
 type NoWaiter interface {
-	NoWaitReader
-	TryWriteAt(p []byte, off int64) (done bool, err error)
-}
-
-// NoWaitReader is the read half of NoWaiter, for devices that can often
-// read without waiting but have no such path for writes (a buffered file
-// whose data is in the host page cache).
-type NoWaitReader interface {
 	TryReadAt(p []byte, off int64) (done bool, err error)
+	TryWriteAt(p []byte, off int64) (done bool, err error)
 }
 
 // Idler is a Device with deferred work that a server may do on a goroutine

@@ -97,12 +97,11 @@ type Cache struct {
 	size        int64
 	bs          int64
 	shift       uint
-	vw          vectorWriter        // nil if lower has no WriteVAt
-	wbStarter   writebackStarter    // nil if lower has no StartWriteback
-	nwLower     device.NoWaitReader // nil if lower cannot read without waiting
-	startq      chan span           // cluster starts for the starter goroutine (starter.go); nil without wbStarter
-	starterDone chan struct{}       // closed when the starter goroutine exits
-	ext         device.Extenter     // nil if lower cannot tell holes
+	vw          vectorWriter     // nil if lower has no WriteVAt
+	wbStarter   writebackStarter // nil if lower has no StartWriteback
+	startq      chan span        // cluster starts for the starter goroutine (starter.go); nil without wbStarter
+	starterDone chan struct{}    // closed when the starter goroutine exits
+	ext         device.Extenter  // nil if lower cannot tell holes
 	// zeroPages are the pages of filled holes: windows on one zero buffer
 	// of FillGap bytes, read-only.
 	zeroPages []*page
@@ -269,9 +268,6 @@ func New(lower device.Device, opts Options) (*Cache, error) {
 	c.genMask = ng - 1
 	if v, ok := lower.(vectorWriter); ok {
 		c.vw = v
-	}
-	if r, ok := lower.(device.NoWaitReader); ok {
-		c.nwLower = r
 	}
 	if s, ok := lower.(writebackStarter); ok {
 		c.wbStarter = s
@@ -457,7 +453,6 @@ type counters struct {
 	keptDropped      atomic.Uint64
 	idleIOs          atomic.Uint64 // clusters written back by Idle
 	starts           atomic.Uint64 // StartWriteback calls (starter.go)
-	nowaitReads      atomic.Uint64 // lower reads done by TryReadAt without waiting
 	startsDropped    atomic.Uint64 // cluster starts dropped on a full queue
 	evicted          atomic.Uint64 // bytes of resident pages evicted
 	waits            atomic.Uint64

@@ -130,7 +130,7 @@ func (c *Cache) Prefetch(off, n int64) error {
 	buf := make([]byte, min(n, chunk))
 	for n > 0 {
 		k := min(n, int64(len(buf)))
-		if _, err := c.read(buf[:k], off, true, false); err != nil {
+		if _, err := c.read(buf[:k], off, true); err != nil {
 			return err
 		}
 		off, n = off+k, n-k

@@ -3,7 +3,6 @@ package extentcache
 import (
 	"bytes"
 	"errors"
-	"syscall"
 	"testing"
 
 	"github.com/extentd/extentd/device"
@@ -52,88 +51,6 @@ func TestTryReadAt(t *testing.T) {
 	}
 	if n := lower.readCount() - reads; n != 0 {
 		t.Fatalf("TryReadAt read lower %d times", n)
-	}
-}
-
-// noWaitLower is a countingDev that can also read without waiting
-// (device.NoWaitReader) the bytes below hot, as a buffered image file does
-// for what the host page cache holds; fail makes TryReadAt fail with EIO.
-type noWaitLower struct {
-	*countingDev
-	hot      int64
-	fail     bool
-	tryReads int
-}
-
-func (d *noWaitLower) TryReadAt(p []byte, off int64) (bool, error) {
-	if d.fail {
-		return true, syscall.EIO
-	}
-	if off+int64(len(p)) > d.hot {
-		return false, nil
-	}
-	d.mu.Lock()
-	copy(p, d.data[off:])
-	d.tryReads++
-	d.mu.Unlock()
-	return true, nil
-}
-
-// TestTryReadAtNoWaitLower: over a lower that can read without waiting,
-// TryReadAt also answers blocks only lower holds, merged with memory, by
-// lower's TryReadAt and never its ReadAt; a range lower would wait for is
-// refused and counts no clean-cache lookup (ReadAt does it again); a failed
-// lower read is the answer.
-func TestTryReadAtNoWaitLower(t *testing.T) {
-	const size, bs = 1 << 20, 4096
-	lower := &noWaitLower{countingDev: newCountingDev(size), hot: 64 * bs}
-	copy(lower.data, fill(9, 0, size))
-	c := newTestCache(t, lower, quietOptions(t))
-	model := bytes.Clone(lower.data)
-	mustWrite(t, c, model, fill(1, 0, 3*bs), 0) // dirty
-	if err := c.Trim(8*bs, 2*bs); err != nil {
-		t.Fatal(err)
-	}
-	clear(model[8*bs : 10*bs])
-	reads := lower.readCount()
-	for _, tc := range []struct {
-		off, n int64
-		done   bool
-	}{
-		{4 * bs, 2 * bs, true},     // only in lower, which has it at hand
-		{bs + 7, 5*bs + 1, true},   // dirty, lower, zeroed, lower
-		{60 * bs, 8 * bs, false},   // lower would wait for the last 4 blocks
-		{128 * bs, bs, false},      // lower would wait
-		{0, 33 * bs, false},        // more than TryReadAt takes
-		{size - bs, 2 * bs, false}, // out of range: ReadAt reports it
-	} {
-		before := c.Stats()
-		p := make([]byte, tc.n)
-		done, err := c.TryReadAt(p, tc.off)
-		if err != nil || done != tc.done {
-			t.Fatalf("TryReadAt([%d,+%d)) = %v, %v; want %v, nil", tc.off, tc.n, done, err, tc.done)
-		}
-		after := c.Stats()
-		if done && !bytes.Equal(p, model[tc.off:tc.off+tc.n]) {
-			t.Fatalf("TryReadAt([%d,+%d)): wrong data", tc.off, tc.n)
-		}
-		if !done && (after.Hits != before.Hits || after.Misses != before.Misses || after.NoWaitReads != before.NoWaitReads) {
-			t.Fatalf("refused TryReadAt([%d,+%d)) counted lookups or reads: %+v then %+v", tc.off, tc.n, before, after)
-		}
-	}
-	if n := lower.readCount() - reads; n != 0 {
-		t.Fatalf("TryReadAt called lower's ReadAt %d times", n)
-	}
-	if lower.tryReads == 0 || c.Stats().NoWaitReads != uint64(lower.tryReads) {
-		t.Fatalf("lower TryReadAt calls %d, Stats.NoWaitReads %d", lower.tryReads, c.Stats().NoWaitReads)
-	}
-	// What TryReadAt refused, ReadAt reads.
-	verify(t, c, model, 60*bs, 8*bs)
-
-	lower.fail = true
-	done, err := c.TryReadAt(make([]byte, bs), 20*bs)
-	if !done || !errors.Is(err, syscall.EIO) {
-		t.Fatalf("TryReadAt over a failing lower = %v, %v; want true, EIO", done, err)
 	}
 }
 

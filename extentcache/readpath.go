@@ -2,7 +2,6 @@ package extentcache
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 
 	"github.com/extentd/extentd/device"
@@ -74,44 +73,30 @@ func (c *Cache) memReadLocked(p []byte, off int64, cl *cleanList) bool {
 	return true
 }
 
-// TryReadAt is ReadAt when it can be done without waiting: memory holds
-// the blocks (dirty, kept or resident pages, zeroed ranges), and the clean
-// cache or, if lower is a device.NoWaitReader (a buffered image: the host
-// page cache), lower without waiting answers the rest. Otherwise it reports
-// false; p may have been written (device.NoWaiter). It covers reads of up
-// to 128 KiB.
+// TryReadAt is ReadAt when memory holds every block of the range (dirty,
+// kept or resident pages, zeroed ranges): no clean-cache lookup and no
+// lower read. Otherwise it reports false; p may have been written
+// (device.NoWaiter). It covers reads of up to 128 KiB.
 func (c *Cache) TryReadAt(p []byte, off int64) (bool, error) {
 	n := int64(len(p))
 	if n == 0 || n > writeChunk || device.CheckRange("extentcache: read", off, n, c.size) != nil {
 		return false, nil // ReadAt reports it
 	}
-	if c.nwLower == nil {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		return !c.closed && c.memReadLocked(p, off, nil), nil
-	}
-	_, err := c.read(p, off, false, true)
-	if err == errWouldWait {
-		return false, nil
-	}
-	return true, err
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.closed && c.memReadLocked(p, off, nil), nil
 }
-
-// errWouldWait ends a no-wait read whose lower read would have waited.
-var errWouldWait = errors.New("extentcache: lower read would wait")
 
 // ReadAt reads [off, off+len(p)) with the newest acknowledged data: dirty
 // blocks and blocks under writeback from memory, zeroed blocks as zeros,
 // clean blocks from the clean cache or the lower device.
 func (c *Cache) ReadAt(p []byte, off int64) (int, error) {
-	return c.read(p, off, false, false)
+	return c.read(p, off, false)
 }
 
 // read is ReadAt; with admit, clean blocks read from lower go to the clean
-// cache on their first miss (Prefetch), else on their second. With nowait
-// (TryReadAt; c.nwLower set) lower is read only without waiting, and a
-// read that would wait ends the call with errWouldWait, unwrapped.
-func (c *Cache) read(p []byte, off int64, admit, nowait bool) (int, error) {
+// cache on their first miss (Prefetch), else on their second.
+func (c *Cache) read(p []byte, off int64, admit bool) (int, error) {
 	n := int64(len(p))
 	if err := device.CheckRange("extentcache: read", off, n, c.size); err != nil {
 		return 0, err
@@ -124,7 +109,7 @@ func (c *Cache) read(p []byte, off int64, admit, nowait bool) (int, error) {
 		// critical section (c.mu is never held for a long copy).
 		for i := int64(0); i < n; {
 			j := min(n, (off+i+writeChunk)&^(c.bs-1)-off)
-			if _, err := c.read(p[i:j], off+i, admit, nowait); err != nil {
+			if _, err := c.read(p[i:j], off+i, admit); err != nil {
 				return 0, err
 			}
 			i = j
@@ -154,19 +139,7 @@ func (c *Cache) read(p []byte, off int64, admit, nowait bool) (int, error) {
 			return nil
 		}
 		lo, hi := max(off, runStart<<c.shift), min(end, c.blockEnd(runEnd-1))
-		var err error
-		if nowait {
-			var done bool
-			if done, err = c.nwLower.TryReadAt(p[lo-off:hi-off], lo); err == nil && !done {
-				return errWouldWait
-			}
-			if err == nil {
-				c.st.nowaitReads.Add(1)
-			}
-		} else {
-			_, err = c.lower.ReadAt(p[lo-off:hi-off], lo)
-		}
-		if err != nil {
+		if _, err := c.lower.ReadAt(p[lo-off:hi-off], lo); err != nil {
 			return fmt.Errorf("extentcache: read [%d,+%d): %w", lo, hi-lo, err)
 		}
 		runStart = -1
@@ -180,6 +153,7 @@ func (c *Cache) read(p []byte, off int64, admit, nowait bool) (int, error) {
 			lookups++
 			if v, ok := c.clean.Get(uint64(cb.b)); ok && binary.LittleEndian.Uint64(v) == cb.gen {
 				hits++
+				c.st.hits.Add(1)
 				copy(p[lo-off:hi-off], v[8+lo-bo:8+hi-bo])
 				tracked[i].b = -1 // no fill needed
 				if err := flush(); err != nil {
@@ -187,6 +161,7 @@ func (c *Cache) read(p []byte, off int64, admit, nowait bool) (int, error) {
 				}
 				continue
 			}
+			c.st.misses.Add(1)
 		}
 		if runStart >= 0 && cb.b == runEnd {
 			runEnd++
@@ -200,10 +175,6 @@ func (c *Cache) read(p []byte, off int64, admit, nowait bool) (int, error) {
 	if err := flush(); err != nil {
 		return 0, err
 	}
-	// Counted once the read is done: a no-wait read given up is done
-	// again by ReadAt.
-	c.st.hits.Add(hits)
-	c.st.misses.Add(lookups - hits)
 	if useClean {
 		c.gate.record(lookups, hits)
 		// Fill the clean cache with the whole blocks just read from lower,
@@ -225,7 +196,7 @@ func (c *Cache) read(p []byte, off int64, admit, nowait bool) (int, error) {
 		// A read with more than maxTrackedClean clean blocks: read the
 		// rest the same way, from the first block not tracked.
 		lo := overflowFrom << c.shift
-		if _, err := c.read(p[lo-off:], lo, admit, nowait); err != nil {
+		if _, err := c.read(p[lo-off:], lo, admit); err != nil {
 			return 0, err
 		}
 	}

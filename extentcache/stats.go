@@ -39,7 +39,6 @@ type Stats struct {
 	IdleIOs       uint64        // clusters written back by Idle (clients that flush often)
 	HostStarts    uint64        // lower StartWriteback calls (adjacent clusters merged; starter.go)
 	StartsDropped uint64        // cluster starts dropped because the starter goroutine was behind
-	NoWaitReads   uint64        // lower reads TryReadAt did without waiting (host page cache hits)
 	Evicted       uint64        // bytes of resident pages evicted for memory
 
 	StickyErr error // the pending writeback error, nil if none
@@ -80,7 +79,6 @@ func (c *Cache) Stats() Stats {
 	s.KeptDropped = c.st.keptDropped.Load()
 	s.IdleIOs = c.st.idleIOs.Load()
 	s.HostStarts, s.StartsDropped = c.st.starts.Load(), c.st.startsDropped.Load()
-	s.NoWaitReads = c.st.nowaitReads.Load()
 	s.Evicted = c.st.evicted.Load()
 	return s
 }

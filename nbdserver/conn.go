@@ -298,9 +298,8 @@ func (c *conn) transmit() error {
 }
 
 // tryNoWait answers a READ or WRITE of at most maxInline bytes on the
-// reader itself when the device can do it at once, without waiting for I/O
-// (device.NoWaiter: a write-back cache hit, a write absorbed in memory;
-// device.NoWaitReader: also a read of an image the host page cache holds). The
+// reader itself when the device can do it at once from memory
+// (device.NoWaiter: a write-back cache hit, a write absorbed in memory). The
 // reply is encoded into the write buffer but not flushed: the reader flushes
 // before it next waits for input, so one batch of requests read with one
 // system call is answered with one write. A request the device cannot do at
@@ -310,7 +309,8 @@ func (c *conn) transmit() error {
 // per request, 42.3k to 49.2k IOPS; the worker and writer hand-offs had cost
 // a fifth of the server's CPU in the scheduler.)
 func (c *conn) tryNoWait(r *request) bool {
-	if r.length == 0 || r.length > maxInline {
+	nw := c.exp.nowaiter
+	if nw == nil || r.length == 0 || r.length > maxInline {
 		return false
 	}
 	off := int64(r.off)
@@ -318,8 +318,7 @@ func (c *conn) tryNoWait(r *request) bool {
 	var err error
 	switch r.cmd {
 	case CmdRead:
-		nw := c.exp.nwReader
-		if nw == nil || c.sparseRead(r) {
+		if c.sparseRead(r) {
 			return false
 		}
 		n := int(r.length)
@@ -331,8 +330,7 @@ func (c *conn) tryNoWait(r *request) bool {
 		r.segs[0] = segment{off: off, n: int64(n)}
 		r.nsegs = 1
 	case CmdWrite:
-		nw := c.exp.nowaiter
-		if nw == nil || r.flags&cmdFlagFUA != 0 {
+		if r.flags&cmdFlagFUA != 0 {
 			return false
 		}
 		if done, err = nw.TryWriteAt(r.data, off); !done {

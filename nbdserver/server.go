@@ -57,9 +57,8 @@ type export struct {
 	extenter   device.Extenter
 	syncer     device.RangeSyncer
 	prefetcher device.Prefetcher
-	nowaiter   device.NoWaiter     // nil: writes always go to a worker (or the QD1 write path)
-	nwReader   device.NoWaitReader // nil: reads always go to a worker
-	idler      device.Idler        // nil: nothing to do while waiting for a client
+	nowaiter   device.NoWaiter // nil: requests always go to a worker (or the QD1 write path)
+	idler      device.Idler    // nil: nothing to do while waiting for a client
 }
 
 func newExport(e Export) *export {
@@ -75,7 +74,6 @@ func newExport(e Export) *export {
 	x.syncer, _ = e.Device.(device.RangeSyncer)
 	x.prefetcher, _ = e.Device.(device.Prefetcher)
 	x.nowaiter, _ = e.Device.(device.NoWaiter)
-	x.nwReader, _ = e.Device.(device.NoWaitReader)
 	x.idler, _ = e.Device.(device.Idler)
 	return x
 }

@@ -58,6 +58,5 @@ func fillCacheStats(s *metrics.ExportStats, c cacheLayer) {
 	s.FilledBytes = cs.WritebackFilled
 	s.WritebackErrors = cs.WritebackErrors
 	s.HostStarts, s.StartsDropped = cs.HostStarts, cs.StartsDropped
-	s.NoWaitReads = cs.NoWaitReads
 	s.WritebackError = cs.StickyErr != nil
 }

@@ -18,13 +18,11 @@ type full interface {
 }
 
 // backingFile is full plus the extras that alloc.File offers: vectored
-// writes, starting host writeback and reads from the host page cache
-// without waiting, which the cache finds by type assertion (hiding them
-// would silently cost performance), and one-step allocation, which it no
-// longer uses but callers may.
+// writes and starting host writeback, which the cache finds by type
+// assertion (hiding them would silently cost performance), and one-step
+// allocation, which it no longer uses but callers may.
 type backingFile interface {
 	full
-	device.NoWaitReader
 	WriteVAt(bufs [][]byte, off int64) (int, error)
 	Allocate(off, n int64) error
 	StartWriteback(off, n int64) error
@@ -34,8 +32,8 @@ type backingFile interface {
 // and the duration of every Flush and SyncRange are observed under the
 // export label. The wrapper offers exactly the capabilities of dev: it is
 // returned for a device with every capability of full (and then also
-// forwards WriteVAt, Allocate, StartWriteback and TryReadAt if dev has all
-// four, as alloc.File does); any other device is returned as is and nothing is
+// forwards WriteVAt, Allocate and StartWriteback if dev has all three, as
+// alloc.File does); any other device is returned as is and nothing is
 // observed.
 func (m *Metrics) Instrument(export string, dev device.Device) device.Device {
 	f, ok := dev.(full)
@@ -62,8 +60,7 @@ func hasAnyExtra(dev device.Device) bool {
 	})
 	_, a := dev.(interface{ Allocate(int64, int64) error })
 	_, s := dev.(interface{ StartWriteback(int64, int64) error })
-	_, r := dev.(device.NoWaitReader)
-	return v || a || s || r
+	return v || a || s
 }
 
 // instrumented forwards every call to the device it wraps.
@@ -119,8 +116,4 @@ func (d *instrumentedFile) Allocate(off, n int64) error { return d.file.Allocate
 
 func (d *instrumentedFile) StartWriteback(off, n int64) error {
 	return d.file.StartWriteback(off, n)
-}
-
-func (d *instrumentedFile) TryReadAt(p []byte, off int64) (bool, error) {
-	return d.file.TryReadAt(p, off)
 }

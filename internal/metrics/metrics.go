@@ -55,7 +55,6 @@ type ExportStats struct {
 	WritebackErrors uint64 // failed writes to the backing file
 	HostStarts      uint64 // host writeback starts (sync_file_range WRITE) issued
 	StartsDropped   uint64 // host writeback starts dropped because the starter was behind
-	NoWaitReads     uint64 // image reads done at once from the host page cache (RWF_NOWAIT)
 	WritebackError  bool   // a writeback error is pending; the next flush reports it
 }
 
@@ -240,7 +239,6 @@ var stateDescs = []gaugeDesc{
 	{newDesc("writeback_fill_bytes_total", "Bytes of small holes writeback wrote as zeros so that dirty runs around them go out in one write and one extent (fill-gap)."), prometheus.CounterValue, func(s ExportStats) float64 { return float64(s.FilledBytes) }},
 	{newDesc("writer_waits_total", "Times a writer waited for dirty memory (back-pressure at max-dirty)."), prometheus.CounterValue, func(s ExportStats) float64 { return float64(s.WriterWaits) }},
 	{newDesc("host_writeback_starts_total", "Calls that started the host's writeback of written-back clusters of 1 MiB or more (sync_file_range WRITE; adjacent clusters merged)."), prometheus.CounterValue, func(s ExportStats) float64 { return float64(s.HostStarts) }},
-	{newDesc("nowait_reads_total", "Reads of the image answered at once from the host page cache (preadv2 RWF_NOWAIT) on the connection's reader, without a hand-off to a worker."), prometheus.CounterValue, func(s ExportStats) float64 { return float64(s.NoWaitReads) }},
 	{newDesc("host_writeback_starts_dropped_total", "Host writeback starts dropped because the starter goroutine was behind (the next FLUSH then writes more)."), prometheus.CounterValue, func(s ExportStats) float64 { return float64(s.StartsDropped) }},
 	{newDesc("writeback_errors_total", "Failed writes to the backing file."), prometheus.CounterValue, func(s ExportStats) float64 { return float64(s.WritebackErrors) }},
 	{newDesc("writeback_error_pending", "1 while a writeback error waits to be reported by the next flush."), prometheus.GaugeValue, func(s ExportStats) float64 { return b2f(s.WritebackError) }},

@@ -82,7 +82,7 @@ func TestExportStatsReadAtScrape(t *testing.T) {
 	var dirty int64 = 100
 	if err := m.AddExport("disk0", func() ExportStats {
 		return ExportStats{Size: 1 << 30, Allocated: 4096, Reserved: 8192, Dirty: dirty, CacheHits: 3, CacheMisses: 1, OutOfSpace: true,
-			HostStarts: 5, StartsDropped: 2, NoWaitReads: 11}
+			HostStarts: 5, StartsDropped: 2}
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -108,9 +108,6 @@ func TestExportStatsReadAtScrape(t *testing.T) {
 	}
 	if got := find(t, m, "extentd_host_writeback_starts_dropped_total", lbl).GetCounter().GetValue(); got != 2 {
 		t.Errorf("host writeback starts dropped = %v, want 2", got)
-	}
-	if got := find(t, m, "extentd_nowait_reads_total", lbl).GetCounter().GetValue(); got != 11 {
-		t.Errorf("no-wait reads = %v, want 11", got)
 	}
 	if got := find(t, m, "extentd_out_of_space", lbl).GetGauge().GetValue(); got != 1 {
 		t.Errorf("out_of_space = %v", got)
@@ -164,7 +161,7 @@ func isA[T any](d device.Device) bool { _, ok := d.(T); return ok }
 // fileLike is memdev with the extras alloc.File has.
 type fileLike struct {
 	*memdev.Dev
-	vecWrites, allocs, starts, tryReads int
+	vecWrites, allocs, starts int
 }
 
 func (f *fileLike) WriteVAt(bufs [][]byte, off int64) (int, error) {
@@ -180,14 +177,10 @@ func (f *fileLike) WriteVAt(bufs [][]byte, off int64) (int, error) {
 }
 func (f *fileLike) Allocate(off, n int64) error       { f.allocs++; return nil }
 func (f *fileLike) StartWriteback(off, n int64) error { f.starts++; return nil }
-func (f *fileLike) TryReadAt(p []byte, off int64) (bool, error) {
-	f.tryReads++
-	return true, nil
-}
 
-// TestInstrumentKeepsFileExtras: callers find the file's WriteVAt, Allocate,
-// StartWriteback and TryReadAt by type assertion (the cache uses all but
-// Allocate); the wrapper must not hide them.
+// TestInstrumentKeepsFileExtras: callers find the file's WriteVAt, Allocate
+// and StartWriteback by type assertion (the cache uses WriteVAt and
+// StartWriteback); the wrapper must not hide them.
 func TestInstrumentKeepsFileExtras(t *testing.T) {
 	m := New(Options{NoRuntimeCollectors: true})
 	f := &fileLike{Dev: memdev.New(1<<20, memdev.Options{})}
@@ -203,14 +196,12 @@ func TestInstrumentKeepsFileExtras(t *testing.T) {
 	}
 	a, ok1 := dev.(interface{ Allocate(int64, int64) error })
 	s, ok2 := dev.(interface{ StartWriteback(int64, int64) error })
-	r, ok3 := dev.(device.NoWaitReader)
-	if !ok1 || !ok2 || !ok3 {
-		t.Fatal("instrumented file lost Allocate, StartWriteback or TryReadAt")
+	if !ok1 || !ok2 {
+		t.Fatal("instrumented file lost Allocate or StartWriteback")
 	}
 	_ = a.Allocate(0, 4096)
 	_ = s.StartWriteback(0, 4096)
-	_, _ = r.TryReadAt(make([]byte, 4096), 0)
-	if f.vecWrites != 1 || f.allocs != 1 || f.starts != 1 || f.tryReads != 1 {
+	if f.vecWrites != 1 || f.allocs != 1 || f.starts != 1 {
 		t.Errorf("calls not forwarded: %+v", f)
 	}
 	h := find(t, m, "extentd_backing_write_size_bytes", map[string]string{"export": "f"}).GetHistogram()
