@@ -99,6 +99,7 @@ type Cache struct {
 	shift       uint
 	vw          vectorWriter     // nil if lower has no WriteVAt
 	wbStarter   writebackStarter // nil if lower has no StartWriteback
+	largeMu     sync.Mutex       // held by the one large write in flight (Options.OneLargeWrite)
 	startq      chan span        // cluster starts for the starter goroutine (starter.go); nil without wbStarter
 	starterDone chan struct{}    // closed when the starter goroutine exits
 	ext         device.Extenter  // nil if lower cannot tell holes

@@ -68,6 +68,12 @@ type Options struct {
 	// flight. Default 4.
 	WritebackInFlight int
 
+	// OneLargeWrite makes writeback issue one write of serialWriteMin
+	// (1 MiB) or more at a time; smaller writes still go WritebackInFlight
+	// at a time. For a buffered backing file, whose writes the host
+	// filesystem serializes on the inode lock anyway (docs/writeback.md).
+	OneLargeWrite bool
+
 	// RetryBackoff is the first delay before background writeback retries
 	// after a failure; it doubles up to 2 s. Default 20 ms. Flush always
 	// retries at once.

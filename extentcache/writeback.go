@@ -21,6 +21,11 @@ const NumSizeBuckets = 13
 // left to the kernel's own writeback and to the next checkpoint or flush.
 const minStartWriteback = 1 << 20
 
+// serialWriteMin is the size from which Options.OneLargeWrite serializes
+// writeback's writes: the clusters of sequential streams, not scattered
+// small ones (whose per-call work outside the filesystem's lock overlaps).
+const serialWriteMin = 1 << 20
+
 // maxMarksPerCall bounds the age marks one backgroundLocked call looks at
 // while holding c.mu.
 const maxMarksPerCall = 1024
@@ -416,6 +421,10 @@ func (c *Cache) doWrite(j *job) error {
 		bufs = appendMerged(bufs, b)
 	}
 	j.bufs = bufs
+	if c.opts.OneLargeWrite && n >= serialWriteMin {
+		c.largeMu.Lock()
+		defer c.largeMu.Unlock()
+	}
 	off := j.start
 	for len(bufs) > 0 {
 		k := min(len(bufs), maxIOV)

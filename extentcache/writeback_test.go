@@ -489,3 +489,52 @@ func TestFlushBatchesSmallClusters(t *testing.T) {
 		t.Fatal("lower differs from the model after flush")
 	}
 }
+
+// TestOneLargeWrite: with OneLargeWrite, writeback's writes of 1 MiB or more
+// reach lower one at a time (a buffered file serializes them on its inode
+// lock anyway); without it the workers write several whole windows at
+// once. Everything reaches lower either way.
+func TestOneLargeWrite(t *testing.T) {
+	const size, win = 8 << 20, 1 << 20
+	for _, one := range []bool{false, true} {
+		lower := newCountingDev(size)
+		o := quietOptions(t)
+		o.MaxWritebackIO, o.MaxDirty, o.DirtyBackground = win, size, size
+		o.WritebackInFlight = 4
+		o.OneLargeWrite = one
+		c := newTestCache(t, lower, o)
+		gate := make(chan struct{})
+		var once sync.Once
+		release := func() { once.Do(func() { close(gate) }) }
+		t.Cleanup(release) // runs before the cache's cleanup closes it
+		lower.setGate(gate)
+		model := bytes.Clone(lower.data)
+		for off := int64(0); off < 4*win; off += win { // four whole windows
+			mustWrite(t, c, model, fill(byte(1+off/win), off, win), off)
+		}
+		inLower := func() int {
+			lower.mu.Lock()
+			defer lower.mu.Unlock()
+			return lower.active
+		}
+		if one {
+			waitFor(t, "a write in lower", func() bool { return inLower() == 1 })
+			time.Sleep(30 * time.Millisecond) // room for a second one to enter
+		} else {
+			waitFor(t, "two writes in lower at once", func() bool { return inLower() >= 2 })
+		}
+		release()
+		if err := c.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		lower.mu.Lock()
+		conc := lower.maxConc
+		lower.mu.Unlock()
+		if one && conc != 1 || !one && conc < 2 {
+			t.Fatalf("OneLargeWrite %v: %d large writes in lower at once", one, conc)
+		}
+		if !bytes.Equal(lower.image(), model) {
+			t.Fatalf("OneLargeWrite %v: lower differs from the model", one)
+		}
+	}
+}

@@ -26,6 +26,7 @@ func newCache(lower device.Device, r resolved, space *alloc.Space, log *zap.Logg
 		FillGap:           fillGapOption(r.FillGap),
 		WritebackAge:      time.Duration(r.WritebackAge),
 		WritebackInFlight: r.WritebackInFlight,
+		OneLargeWrite:     !r.directIO,
 		Logger:            log,
 	}
 	if space != nil {
