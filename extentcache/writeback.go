@@ -421,10 +421,6 @@ func (c *Cache) doWrite(j *job) error {
 		bufs = appendMerged(bufs, b)
 	}
 	j.bufs = bufs
-	if c.opts.OneLargeWrite && n >= serialWriteMin {
-		c.largeMu.Lock()
-		defer c.largeMu.Unlock()
-	}
 	off := j.start
 	for len(bufs) > 0 {
 		k := min(len(bufs), maxIOV)
@@ -502,8 +498,13 @@ func appendMerged(bufs [][]byte, b []byte) [][]byte {
 }
 
 // writeVec writes bufs (sz bytes in all) at off: with WriteVAt if lower
-// has it, else one WriteAt per buffer.
+// has it, else one WriteAt per buffer. Every writeback write goes through
+// it, so it is where Options.OneLargeWrite takes effect.
 func (c *Cache) writeVec(bufs [][]byte, off, sz int64) error {
+	if c.opts.OneLargeWrite && sz >= serialWriteMin {
+		c.largeMu.Lock()
+		defer c.largeMu.Unlock()
+	}
 	if c.vw != nil {
 		w, err := c.vw.WriteVAt(bufs, off)
 		if err == nil && int64(w) != sz {
