@@ -31,7 +31,7 @@ TEST_COMMANDS := fio nbdkit nbdinfo nbdsh nbdcopy nbdfuse fusermount3 mkfs.xfs m
 
 -include $(sort $(wildcard */*.mk */*/*.mk))
 
-.PHONY: all build test check invariants race lint fmt vet staticcheck fuzz-smoke bench bench-servers bench-go tools clean help
+.PHONY: all build test check invariants race lint fmt vet staticcheck fuzz-smoke bench bench-unit bench-servers bench-go tools clean help
 
 all: build
 
@@ -43,6 +43,7 @@ help:
 	@echo "make invariants  tests of packages with -tags invariants checks, with the tag"
 	@echo "make lint        gofmt check, go vet, staticcheck"
 	@echo "make fuzz-smoke  every Fuzz target for FUZZTIME=$(FUZZTIME)"
+	@echo "make bench-unit  unit tests of the benchmark harness (bench/lib, python3)"
 	@echo "make bench       go benchmarks (BENCH=$(BENCH), BENCHTIME=$(BENCHTIME))"
 	@echo "make bench-servers  fio over NBD: extentd vs nbdkit, qemu-nbd, nbd-server (BENCH_ARGS=--quick)"
 	@echo "make bench-go    go benchmarks with benchstat (bench/gobench.sh)"
@@ -52,7 +53,7 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/extentd
 
 # The whole suite: the README's test command and what CI runs.
-test: tools lint race invariants fuzz-smoke $(TEST_EXTRA)
+test: tools lint race invariants fuzz-smoke bench-unit $(TEST_EXTRA)
 	@echo "make test: all passed (extra targets: $(or $(strip $(TEST_EXTRA)),none))"
 
 # The developer loop before a commit (STYLE rule 43), without installing
@@ -113,6 +114,10 @@ fuzz-smoke:
 		done; \
 	done; \
 	echo "fuzz-smoke: $$n targets"
+
+# The harness's pure parts (parsers, report, extent_bound.py): no servers.
+bench-unit:
+	python3 -m unittest discover -s bench/lib -p 'test_*.py'
 
 bench:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) -count=1 $(PKGS)
