@@ -177,6 +177,10 @@ type Cache struct {
 	// +checklocks:mu
 	syncing bool // a lower Flush or SyncRange is in progress: nothing may be claimed outside the writeback goroutine
 	// +checklocks:mu
+	writeThroughs int // write-throughs in flight (writethrough.go)
+	// +checklocks:mu
+	syncWait int // lower syncs waiting for I/O in flight: no write-through starts
+	// +checklocks:mu
 	lastFlush time.Time // when the last client Flush arrived
 	// +checklocks:mu
 	flushEvery time.Duration // mean interval between client flushes (EWMA); 0 before two
@@ -450,6 +454,8 @@ type counters struct {
 	flushes, flushNs atomic.Uint64
 	flushMaxNs       atomic.Uint64
 	lowerFlushes     atomic.Uint64
+	writeThroughs    atomic.Uint64 // writes done by write-through
+	writeThroughB    atomic.Uint64 // their bytes
 	checkpoints      atomic.Uint64
 	keptDropped      atomic.Uint64
 	idleIOs          atomic.Uint64 // clusters written back by Idle

@@ -16,12 +16,19 @@ import (
 // was last made durable (by a successful Flush, or a SyncRange over it)
 // must be in the crash image with that value.
 func TestCrash(t *testing.T) {
+	t.Run("cached", func(t *testing.T) { testCrash(t, 0) })
+	t.Run("writethrough", func(t *testing.T) { testCrash(t, 32<<10) })
+}
+
+// testCrash is TestCrash with Options.WriteThroughMin set to through.
+func testCrash(t *testing.T, through int64) {
 	seed := testSeed(t)
 	r := rand.New(rand.NewPCG(seed, 7))
 	const size = 2<<20 + 512
 	mem := memdev.New(size, memdev.Options{Crashable: true})
 	opts := testOptions(t)
 	opts.WritebackAge = 2 * time.Millisecond
+	opts.WriteThroughMin = through
 	c := newTestCache(t, mem, opts)
 	model := make([]byte, size)
 	allTrue := make([]bool, size)
@@ -74,7 +81,10 @@ func TestCrash(t *testing.T) {
 	}
 	markDurable(0, size)
 	checkCrash(t, mem.Crash(), model, stable, ops)
-	t.Logf("%d crash images checked", crashes+1)
+	t.Logf("%d crash images checked, %d write-throughs", crashes+1, c.Stats().WriteThroughs)
+	if through > 0 && c.Stats().WriteThroughs == 0 {
+		t.Error("no write went through: the test does not exercise write-through")
+	}
 }
 
 func checkCrash(tb testing.TB, crashed *memdev.Dev, model []byte, stable []bool, op int) {

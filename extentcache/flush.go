@@ -132,9 +132,7 @@ func (c *Cache) lostErrLocked(err error) error {
 // Unsynced when it starts is covered by the lower flush.
 func (c *Cache) lowerFlush() error {
 	c.mu.Lock()
-	for c.inflight > 0 {
-		c.cond.Wait()
-	}
+	c.quiesceLocked()
 	dirty := c.lowerDirty
 	c.lowerDirty = false
 	c.syncing = dirty
@@ -161,9 +159,7 @@ func (c *Cache) lowerFlush() error {
 // writeback goroutine calls it.
 func (c *Cache) lowerSyncRange(rs device.RangeSyncer, off, n int64) error {
 	c.mu.Lock()
-	for c.inflight > 0 {
-		c.cond.Wait()
-	}
+	c.quiesceLocked()
 	c.syncing = true
 	c.mu.Unlock()
 	err := rs.SyncRange(off, n)

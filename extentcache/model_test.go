@@ -18,10 +18,11 @@ import (
 // equal the model too.
 func TestModel(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		vector bool // lower offers WriteVAt (through faultdev)
-		space  bool // with space accounting
-	}{{"memdev", false, false}, {"vectored+space", true, true}} {
+		name    string
+		vector  bool // lower offers WriteVAt (through faultdev)
+		space   bool // with space accounting
+		through bool // aligned writes of 32 KiB or more written through
+	}{{"memdev", false, false, false}, {"vectored+space", true, true, false}, {"writethrough+space", true, true, true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			seed := testSeed(t)
 			const size = 4<<20 + 3000 // odd size: a short last block
@@ -33,6 +34,9 @@ func TestModel(t *testing.T) {
 			o := testOptions(t)
 			if tc.space {
 				o.Space = newFakeSpace(4096, size/4096+1)
+			}
+			if tc.through {
+				o.WriteThroughMin = 32 << 10
 			}
 			c := newTestCache(t, lower, o)
 			model := make([]byte, size)
@@ -82,6 +86,9 @@ func TestModel(t *testing.T) {
 				st.DirtyBytes, st.WritebackIOs, st.WritebackBytesW, st.ZeroIOs, st.Flushes, st.LowerFlushes, st.Hits, st.Misses, st.WriterWaits)
 			if st.WritebackIOs == 0 || st.ZeroIOs == 0 {
 				t.Errorf("model run did no writeback (%d) or no zeroing (%d)", st.WritebackIOs, st.ZeroIOs)
+			}
+			if tc.through != (st.WriteThroughs > 0) {
+				t.Errorf("%d write-throughs with WriteThroughMin %d", st.WriteThroughs, o.WriteThroughMin)
 			}
 		})
 	}

@@ -74,6 +74,14 @@ type Options struct {
 	// filesystem serializes on the inode lock anyway (docs/writeback.md).
 	OneLargeWrite bool
 
+	// WriteThroughMin, if positive, sends block-aligned writes of at least
+	// this many bytes over ranges the cache holds nothing for straight to
+	// lower, and their replies wait for that write (writethrough.go). For a
+	// buffered backing file, where such a write lands in the host page
+	// cache; extentd serve sets 1 MiB unless --direct-io. 0 caches every
+	// write.
+	WriteThroughMin int64
+
 	// RetryBackoff is the first delay before background writeback retries
 	// after a failure; it doubles up to 2 s. Default 20 ms. Flush always
 	// retries at once.
@@ -170,6 +178,8 @@ func (o *Options) Validate() error {
 		return bad("RetryBackoff %v must be >= 0", o.RetryBackoff)
 	case o.StallTimeout < 0:
 		return bad("StallTimeout %v must be >= 0", o.StallTimeout)
+	case o.WriteThroughMin < 0:
+		return bad("WriteThroughMin %d must be >= 0", o.WriteThroughMin)
 	}
 	return nil
 }

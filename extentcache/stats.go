@@ -34,6 +34,8 @@ type Stats struct {
 	FlushTime     time.Duration // total time in Flush
 	FlushMax      time.Duration // longest Flush
 	LowerFlushes  uint64        // lower Flush calls
+	WriteThroughs uint64        // large writes sent straight to lower (Options.WriteThroughMin)
+	WriteThroughB uint64        // their bytes
 	Checkpoints   uint64        // lower flushes writeback issued itself to release kept pages
 	KeptDropped   uint64        // bytes of kept pages released without a sync, for memory
 	IdleIOs       uint64        // clusters written back by Idle (clients that flush often)
@@ -75,6 +77,8 @@ func (c *Cache) Stats() Stats {
 	s.FlushTime = time.Duration(c.st.flushNs.Load())
 	s.FlushMax = time.Duration(c.st.flushMaxNs.Load())
 	s.LowerFlushes = c.st.lowerFlushes.Load()
+	s.WriteThroughs = c.st.writeThroughs.Load()
+	s.WriteThroughB = c.st.writeThroughB.Load()
 	s.Checkpoints = c.st.checkpoints.Load()
 	s.KeptDropped = c.st.keptDropped.Load()
 	s.IdleIOs = c.st.idleIOs.Load()

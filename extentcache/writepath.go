@@ -24,7 +24,7 @@ func (c *Cache) WriteAt(p []byte, off int64) (int, error) {
 	if n == 0 {
 		return 0, nil
 	}
-	if n <= writeChunk {
+	if n <= writeChunk && (c.opts.WriteThroughMin <= 0 || n < c.opts.WriteThroughMin) {
 		if err := c.write(p, off); err != nil {
 			return 0, err
 		}
@@ -52,6 +52,12 @@ func (c *Cache) WriteAt(p []byte, off int64) (int, error) {
 		if err != nil {
 			return 0, fmt.Errorf("extentcache: write [%d,+%d): %w", off, n, err)
 		}
+	}
+	if done, err := c.tryWriteThrough(p, off); done {
+		if err != nil {
+			return 0, err
+		}
+		return len(p), nil
 	}
 	for i := int64(0); i < n; {
 		j := min(n, (off+i+writeChunk)&^(c.bs-1)-off)

@@ -162,11 +162,14 @@ func TestServeWriteSigterm(t *testing.T) {
 	for _, tc := range []struct {
 		name, mode string
 		extra      []string
+		through    string // the write-through counter after the writes ("": none)
 	}{
-		{"writeback", cacheWriteback, nil},
-		{"none", cacheNone, nil},
-		{"writeback-direct-io", cacheWriteback, []string{"--direct-io"}},
-		{"none-direct-io", cacheNone, []string{"--direct-io"}},
+		// The aligned 1 MiB write goes straight to a buffered image, and
+		// into the cache over --direct-io.
+		{"writeback", cacheWriteback, nil, "1.048576e+06"},
+		{"none", cacheNone, nil, ""},
+		{"writeback-direct-io", cacheWriteback, []string{"--direct-io"}, "0"},
+		{"none-direct-io", cacheNone, []string{"--direct-io"}, ""},
 	} {
 		mode := tc.mode
 		t.Run(tc.name, func(t *testing.T) {
@@ -209,7 +212,11 @@ func TestServeWriteSigterm(t *testing.T) {
 				t.Errorf("info JSON %s: %v", raw, err)
 			}
 			metrics := httpGet(t, "http://"+s.admin+"/metrics")
-			for _, want := range []string{`extentd_requests_total{command="write"} 4`, `extentd_connections{export="disk"} 1`, `extentd_export_size_bytes{export="disk"} 6.7108864e+07`} {
+			wants := []string{`extentd_requests_total{command="write"} 4`, `extentd_connections{export="disk"} 1`, `extentd_export_size_bytes{export="disk"} 6.7108864e+07`}
+			if tc.through != "" {
+				wants = append(wants, `extentd_write_through_bytes_total{export="disk"} `+tc.through+"\n")
+			}
+			for _, want := range wants {
 				if !strings.Contains(metrics, want) {
 					t.Errorf("/metrics lacks %q", want)
 				}

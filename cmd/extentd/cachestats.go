@@ -27,6 +27,7 @@ func newCache(lower device.Device, r resolved, space *alloc.Space, log *zap.Logg
 		WritebackAge:      time.Duration(r.WritebackAge),
 		WritebackInFlight: r.WritebackInFlight,
 		OneLargeWrite:     !r.directIO,
+		WriteThroughMin:   writeThroughMin(r.directIO),
 		Logger:            log,
 	}
 	if space != nil {
@@ -59,5 +60,17 @@ func fillCacheStats(s *metrics.ExportStats, c cacheLayer) {
 	s.FilledBytes = cs.WritebackFilled
 	s.WritebackErrors = cs.WritebackErrors
 	s.HostStarts, s.StartsDropped = cs.HostStarts, cs.StartsDropped
+	s.WriteThrough = cs.WriteThroughB
 	s.WritebackError = cs.StickyErr != nil
+}
+
+// writeThroughMin is extentcache.Options.WriteThroughMin: writes of 1 MiB
+// or more go straight to a buffered image (its page cache takes them as it
+// takes the file servers' writes), and are cached over --direct-io, where
+// writing through would make the client wait for the disk.
+func writeThroughMin(directIO bool) int64 {
+	if directIO {
+		return 0
+	}
+	return 1 << 20
 }

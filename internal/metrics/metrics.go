@@ -55,6 +55,7 @@ type ExportStats struct {
 	WritebackErrors uint64 // failed writes to the backing file
 	HostStarts      uint64 // host writeback starts (sync_file_range WRITE) issued
 	StartsDropped   uint64 // host writeback starts dropped because the starter was behind
+	WriteThrough    uint64 // bytes of large writes sent straight to the backing file
 	WritebackError  bool   // a writeback error is pending; the next flush reports it
 }
 
@@ -240,6 +241,7 @@ var stateDescs = []gaugeDesc{
 	{newDesc("writer_waits_total", "Times a writer waited for dirty memory (back-pressure at max-dirty)."), prometheus.CounterValue, func(s ExportStats) float64 { return float64(s.WriterWaits) }},
 	{newDesc("host_writeback_starts_total", "Calls that started the host's writeback of written-back clusters of 1 MiB or more (sync_file_range WRITE; adjacent clusters merged)."), prometheus.CounterValue, func(s ExportStats) float64 { return float64(s.HostStarts) }},
 	{newDesc("host_writeback_starts_dropped_total", "Host writeback starts dropped because the starter goroutine was behind (the next FLUSH then writes more)."), prometheus.CounterValue, func(s ExportStats) float64 { return float64(s.StartsDropped) }},
+	{newDesc("write_through_bytes_total", "Bytes of large aligned writes sent straight to the backing file instead of the cache (write-through of writes of 1 MiB or more over a buffered image)."), prometheus.CounterValue, func(s ExportStats) float64 { return float64(s.WriteThrough) }},
 	{newDesc("writeback_errors_total", "Failed writes to the backing file."), prometheus.CounterValue, func(s ExportStats) float64 { return float64(s.WritebackErrors) }},
 	{newDesc("writeback_error_pending", "1 while a writeback error waits to be reported by the next flush."), prometheus.GaugeValue, func(s ExportStats) float64 { return b2f(s.WritebackError) }},
 	{newDesc("out_of_space", "1 when the allocator refuses new reservations."), prometheus.GaugeValue, func(s ExportStats) float64 { return b2f(s.OutOfSpace) }},

@@ -82,7 +82,7 @@ func TestExportStatsReadAtScrape(t *testing.T) {
 	var dirty int64 = 100
 	if err := m.AddExport("disk0", func() ExportStats {
 		return ExportStats{Size: 1 << 30, Allocated: 4096, Reserved: 8192, Dirty: dirty, CacheHits: 3, CacheMisses: 1, OutOfSpace: true,
-			HostStarts: 5, StartsDropped: 2}
+			HostStarts: 5, StartsDropped: 2, WriteThrough: 3 << 20}
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -108,6 +108,9 @@ func TestExportStatsReadAtScrape(t *testing.T) {
 	}
 	if got := find(t, m, "extentd_host_writeback_starts_dropped_total", lbl).GetCounter().GetValue(); got != 2 {
 		t.Errorf("host writeback starts dropped = %v, want 2", got)
+	}
+	if got := find(t, m, "extentd_write_through_bytes_total", lbl).GetCounter().GetValue(); got != 3<<20 {
+		t.Errorf("write-through bytes = %v, want %d", got, 3<<20)
 	}
 	if got := find(t, m, "extentd_out_of_space", lbl).GetGauge().GetValue(); got != 1 {
 		t.Errorf("out_of_space = %v", got)

@@ -60,13 +60,19 @@ func fill(seed uint64, p []byte) {
 }
 
 // randomWrite picks a write inside [lo, hi): mostly 512-byte aligned like
-// a kernel client, sometimes unaligned (read-modify-write in the cache).
+// a kernel client, sometimes unaligned (read-modify-write in the cache),
+// sometimes 1 MiB or more and 4 KiB aligned (written through to the image
+// by extentd serve).
 func randomWrite(r *rand.Rand, lo, hi int64) (off int64, p []byte) {
 	var n int64
-	if r.IntN(4) == 0 {
+	switch k := r.IntN(16); {
+	case k < 4:
 		n = 1 + r.Int64N(64<<10)
 		off = lo + r.Int64N(hi-lo-n)
-	} else {
+	case k < 6:
+		n = 1<<20 + 4096*r.Int64N(256)
+		off = lo + 4096*r.Int64N((hi-lo-n)/4096)
+	default:
 		n = 512 * (1 + r.Int64N(512)) // up to 256 KiB
 		off = lo + 512*r.Int64N((hi-lo-n)/512)
 	}
