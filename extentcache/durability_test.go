@@ -318,11 +318,8 @@ func TestCheckpointAge(t *testing.T) {
 // rewrite it, so every later Flush fails, also once syncs work again: the
 // cache never acknowledges durability that did not happen.
 func TestDroppedThenSyncFails(t *testing.T) {
-	const size, bs = 4 << 20, 4096
-	g := newGateDev(size)
-	o := testOptions(t)
-	o.WritebackAge = time.Hour
-	c := newTestCache(t, g, o)
+	const bs = 4096
+	c, g := newSyncFailCache(t, 0)
 	for i := range 1024 { // 4 MiB: 8 times MaxDirty, never flushed
 		off := int64(i) * bs
 		if _, err := c.WriteAt(fill(byte(i), off, bs), off); err != nil {
@@ -332,6 +329,41 @@ func TestDroppedThenSyncFails(t *testing.T) {
 	if st := c.Stats(); st.KeptDropped == 0 {
 		t.Fatalf("no kept page dropped: %+v", st)
 	}
+	checkSyncFailurePermanent(t, c, g)
+}
+
+// TestNoDropNoLoss: the same failing sync without any dropped page (the
+// data fit in the kept cushion) is repaired by rewriting: the next Flush
+// succeeds and lower holds everything.
+func TestNoDropNoLoss(t *testing.T) {
+	const bs = 4096
+	c, g := newSyncFailCache(t, 0)
+	model := make([]byte, g.Size())
+	for i := range 16 { // 64 KiB, under MaxDirty/4
+		mustWrite(t, c, model, fill(byte(i), int64(i)*bs, bs), int64(i)*bs)
+	}
+	checkSyncFailureRepaired(t, c, g, model)
+	if st := c.Stats(); st.KeptDropped != 0 {
+		t.Fatalf("kept bytes dropped: %d", st.KeptDropped)
+	}
+}
+
+// newSyncFailCache returns a cache over a 4 MiB gateDev whose data never
+// expires (only Flush and memory pressure write it back), with
+// WriteThroughMin through.
+func newSyncFailCache(t *testing.T, through int64) (*Cache, *gateDev) {
+	g := newGateDev(4 << 20)
+	o := testOptions(t)
+	o.WritebackAge = time.Hour
+	o.WriteThroughMin = through
+	return newTestCache(t, g, o), g
+}
+
+// checkSyncFailurePermanent fails the next lower sync of g and checks that
+// the Flush over it and every later one fail, also once syncs work again,
+// that writes and reads still work, and that Close fails too.
+func checkSyncFailurePermanent(t *testing.T, c *Cache, g *gateDev) {
+	t.Helper()
 	g.failNextSync(1)
 	if err := c.Flush(); !errors.Is(err, syscall.EIO) {
 		t.Fatalf("Flush over a failing sync: %v, want EIO", err)
@@ -342,26 +374,18 @@ func TestDroppedThenSyncFails(t *testing.T) {
 		}
 	}
 	// Writes and reads still work; only durability is refused, by Close too.
-	mustWrite(t, c, nil, fill(7, 0, bs), 0)
-	verify(t, c, fill(7, 0, bs), 0, bs)
+	mustWrite(t, c, nil, fill(7, 0, 4096), 0)
+	verify(t, c, fill(7, 0, 4096), 0, 4096)
 	if err := c.Close(); !errors.Is(err, ErrWriteback) {
 		t.Fatalf("Close: %v, want the permanent error", err)
 	}
 }
 
-// TestNoDropNoLoss: the same failing sync without any dropped page (the
-// data fit in the kept cushion) is repaired by rewriting: the next Flush
-// succeeds and lower holds everything.
-func TestNoDropNoLoss(t *testing.T) {
-	const size, bs = 4 << 20, 4096
-	g := newGateDev(size)
-	o := testOptions(t)
-	o.WritebackAge = time.Hour
-	c := newTestCache(t, g, o)
-	model := make([]byte, size)
-	for i := range 16 { // 64 KiB, under MaxDirty/4
-		mustWrite(t, c, model, fill(byte(i), int64(i)*bs, bs), int64(i)*bs)
-	}
+// checkSyncFailureRepaired fails the next lower sync of g and checks that
+// the Flush over it fails, the next one succeeds, and lower's durable image
+// then equals model.
+func checkSyncFailureRepaired(t *testing.T, c *Cache, g *gateDev, model []byte) {
+	t.Helper()
 	g.failNextSync(1)
 	if err := c.Flush(); !errors.Is(err, syscall.EIO) {
 		t.Fatalf("Flush over a failing sync: %v, want EIO", err)
@@ -369,11 +393,8 @@ func TestNoDropNoLoss(t *testing.T) {
 	if err := c.Flush(); err != nil {
 		t.Fatalf("Flush once syncs work: %v", err)
 	}
-	if got := g.crashImage(t, 0, size); !bytes.Equal(got, model) {
+	if got := g.crashImage(t, 0, int64(len(model))); !bytes.Equal(got, model) {
 		t.Fatalf("crash image differs from the model at byte %d", firstDiff(got, model))
-	}
-	if st := c.Stats(); st.KeptDropped != 0 {
-		t.Fatalf("kept bytes dropped: %d", st.KeptDropped)
 	}
 }
 

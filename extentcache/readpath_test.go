@@ -12,13 +12,41 @@ import (
 func TestCleanCacheFillRace(t *testing.T) {
 	const bs = 4096
 	lower := newCountingDev(1 << 20)
-	old := fill(1, 0, bs)
-	copy(lower.data, old)
 	c := newTestCache(t, lower, quietOptions(t))
+	neu := checkStaleFillNeverServed(t, c, lower, func() []byte {
+		neu := fill(2, 0, bs)
+		mustWrite(t, c, nil, neu, 0)
+		if err := c.Flush(); err != nil { // the block is clean again, lower has neu
+			t.Fatal(err)
+		}
+		evictResident(c) // reads must go through the clean cache, not the page the write left
+		return neu
+	})
+	// The cache still works: after a read fills it with the current
+	// generation, reads hit.
+	st0 := c.Stats()
+	buf := make([]byte, bs)
+	if _, err := c.ReadAt(buf, 0); err != nil || !bytes.Equal(buf, neu) {
+		t.Fatalf("read: %v", err)
+	}
+	if st := c.Stats(); st.Hits <= st0.Hits {
+		t.Fatalf("no clean-cache hit after a fresh fill (hits %d -> %d)", st0.Hits, st.Hits)
+	}
+}
+
+// checkStaleFillNeverServed makes a read of block 0 copy the old data from
+// lower and wait, runs change (which makes block 0 read as what it
+// returns, from lower or the clean cache), lets the read fill the clean
+// cache with the old data, and checks that later reads return the new
+// data. It returns that data.
+func checkStaleFillNeverServed(t *testing.T, c *Cache, lower *countingDev, change func() []byte) []byte {
+	t.Helper()
+	const bs = 4096
 	if c.clean == nil {
 		t.Fatal("clean cache disabled in test options")
 	}
-
+	old := fill(1, 0, bs)
+	copy(lower.data, old)
 	got := make([]byte, bs)
 	if _, err := c.ReadAt(got, 0); err != nil { // first miss: not admitted yet
 		t.Fatal(err)
@@ -30,13 +58,8 @@ func TestCleanCacheFillRace(t *testing.T) {
 		done <- err
 	}()
 	<-g // the reader has copied the old data from lower and waits
-	neu := fill(2, 0, bs)
-	mustWrite(t, c, nil, neu, 0)
-	if err := c.Flush(); err != nil { // the block is clean again, lower has neu
-		t.Fatal(err)
-	}
-	evictResident(c) // reads must go through the clean cache, not the page the write left
-	g <- struct{}{}  // let the reader finish and fill the cache with old data
+	neu := change()[:bs]
+	g <- struct{}{} // let the reader finish and fill the cache with old data
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
@@ -57,16 +80,7 @@ func TestCleanCacheFillRace(t *testing.T) {
 		}
 		c.clean.Wait()
 	}
-	// The cache still works: after a read fills it with the current
-	// generation, reads hit.
-	st0 := c.Stats()
-	buf := make([]byte, bs)
-	if _, err := c.ReadAt(buf, 0); err != nil || !bytes.Equal(buf, neu) {
-		t.Fatalf("read: %v", err)
-	}
-	if st := c.Stats(); st.Hits <= st0.Hits {
-		t.Fatalf("no clean-cache hit after a fresh fill (hits %d -> %d)", st0.Hits, st.Hits)
-	}
+	return neu
 }
 
 // TestUnalignedWrites writes 1, 511, 4097... bytes at odd offsets over

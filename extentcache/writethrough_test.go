@@ -2,10 +2,7 @@ package extentcache
 
 import (
 	"bytes"
-	"errors"
-	"syscall"
 	"testing"
-	"time"
 )
 
 // TestWriteThrough: with WriteThroughMin set, an aligned large write over
@@ -81,98 +78,44 @@ func TestWriteThrough(t *testing.T) {
 // a write-through, and fills the clean cache after it, must never be served
 // afterwards (the write-through bumps generations as a write does).
 func TestWriteThroughFillRace(t *testing.T) {
-	const bs = 4096
 	lower := newCountingDev(1 << 20)
-	old := fill(1, 0, bs)
-	copy(lower.data, old)
 	o := quietOptions(t)
 	o.WriteThroughMin = 64 << 10
 	c := newTestCache(t, lower, o)
-	got := make([]byte, bs)
-	if _, err := c.ReadAt(got, 0); err != nil { // first miss: not admitted yet
-		t.Fatal(err)
-	}
-	g := lower.gateNextRead()
-	done := make(chan error, 1)
-	go func() {
-		_, err := c.ReadAt(got, 0)
-		done <- err
-	}()
-	<-g // the reader holds the old block and waits
-	neu := fill(2, 0, 64<<10)
-	mustWrite(t, c, nil, neu, 0)
-	if c.Stats().WriteThroughs != 1 {
-		t.Fatal("the write was not written through: test does not exercise the race")
-	}
-	g <- struct{}{}
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	c.clean.Wait()
-	if v, ok := c.clean.Get(0); !ok || !bytes.Equal(v[8:], old) {
-		t.Fatal("the racing read did not fill the clean cache with the old block: test does not exercise the race")
-	}
-	for i := 0; i < 3; i++ {
-		buf := make([]byte, bs)
-		if _, err := c.ReadAt(buf, 0); err != nil {
-			t.Fatal(err)
+	checkStaleFillNeverServed(t, c, lower, func() []byte {
+		neu := fill(2, 0, 64<<10)
+		mustWrite(t, c, nil, neu, 0)
+		if c.Stats().WriteThroughs != 1 {
+			t.Fatal("the write was not written through: test does not exercise the race")
 		}
-		if !bytes.Equal(buf, neu[:bs]) {
-			t.Fatalf("read %d after the race served the stale fill", i)
-		}
-		c.clean.Wait()
-	}
+		return neu
+	})
 }
 
 // TestWriteThroughThenSyncFails: a write-through keeps no copy, so a lower
 // sync that fails after it may have lost its data: that FLUSH and every
 // later one fail (as after dropped kept pages), never a false success.
 func TestWriteThroughThenSyncFails(t *testing.T) {
-	const size = 4 << 20
-	g := newGateDev(size)
-	o := testOptions(t)
-	o.WritebackAge = time.Hour
-	o.WriteThroughMin = 64 << 10
-	c := newTestCache(t, g, o)
+	c, g := newSyncFailCache(t, 64<<10)
 	mustWrite(t, c, nil, fill(1, 0, 256<<10), 0)
 	if c.Stats().WriteThroughs != 1 {
 		t.Fatal("not written through")
 	}
-	g.failNextSync(1)
-	if err := c.Flush(); !errors.Is(err, syscall.EIO) {
-		t.Fatalf("Flush over a failing sync: %v, want EIO", err)
-	}
-	if err := c.Flush(); !errors.Is(err, ErrWriteback) || !errors.Is(err, syscall.EIO) {
-		t.Fatalf("Flush once syncs work again: %v, want the permanent error", err)
-	}
-	if err := c.Close(); !errors.Is(err, ErrWriteback) {
-		t.Fatalf("Close: %v, want the permanent error", err)
-	}
+	checkSyncFailurePermanent(t, c, g)
 }
 
 // TestWriteThroughSynced: the same failing sync after a successful one that
 // covered the write-through is repaired as usual: nothing was lost.
 func TestWriteThroughSynced(t *testing.T) {
-	const size = 4 << 20
-	g := newGateDev(size)
-	o := testOptions(t)
-	o.WritebackAge = time.Hour
-	o.WriteThroughMin = 64 << 10
-	c := newTestCache(t, g, o)
-	model := make([]byte, size)
+	c, g := newSyncFailCache(t, 64<<10)
+	model := make([]byte, g.Size())
 	mustWrite(t, c, model, fill(1, 0, 256<<10), 0)
+	if c.Stats().WriteThroughs != 1 {
+		t.Fatal("not written through")
+	}
 	if err := c.Flush(); err != nil {
 		t.Fatal(err)
 	}
 	mustWrite(t, c, model, fill(2, 1<<20, 4096), 1<<20) // cached, kept after writeback
-	g.failNextSync(1)
-	if err := c.Flush(); !errors.Is(err, syscall.EIO) {
-		t.Fatalf("Flush over a failing sync: %v, want EIO", err)
-	}
-	if err := c.Flush(); err != nil {
-		t.Fatalf("Flush once syncs work: %v", err)
-	}
-	if got := g.crashImage(t, 0, size); !bytes.Equal(got, model) {
-		t.Fatalf("crash image differs from the model at byte %d", firstDiff(got, model))
-	}
+	checkSyncFailureRepaired(t, c, g, model)
 }
