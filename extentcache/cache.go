@@ -175,11 +175,9 @@ type Cache struct {
 	// +checklocks:mu
 	reqs []*syncReq // pending Flush/SyncRange requests
 	// +checklocks:mu
-	syncing bool // a lower Flush or SyncRange is in progress: nothing may be claimed outside the writeback goroutine
+	syncing bool // a lower Flush or SyncRange waits for I/O in flight or runs: nothing may be claimed or written through outside the writeback goroutine
 	// +checklocks:mu
 	writeThroughs int // write-throughs in flight (writethrough.go)
-	// +checklocks:mu
-	syncWait int // lower syncs waiting for I/O in flight: no write-through starts
 	// +checklocks:mu
 	lastFlush time.Time // when the last client Flush arrived
 	// +checklocks:mu

@@ -160,7 +160,6 @@ func (c *Cache) lowerFlush() error {
 func (c *Cache) lowerSyncRange(rs device.RangeSyncer, off, n int64) error {
 	c.mu.Lock()
 	c.quiesceLocked()
-	c.syncing = true
 	c.mu.Unlock()
 	err := rs.SyncRange(off, n)
 	c.mu.Lock()

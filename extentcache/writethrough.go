@@ -27,8 +27,8 @@ import (
 //     (c.dropped) and such a failure fails every later FLUSH (c.lost), as
 //     for kept pages dropped under memory pressure (docs/durability.md).
 //   - A lower sync waits for write-throughs in flight, and none starts while
-//     one waits or runs (c.syncWait, c.syncing): the sync then covers every
-//     write-through that ended before it, and c.dropped stays exact.
+//     it waits or runs (c.syncing): the sync then covers every write-through
+//     that ended before it, and c.dropped stays exact.
 
 // tryWriteThrough writes p at off straight to lower if it qualifies, and
 // reports whether it did (then err is the write's result).
@@ -41,7 +41,7 @@ func (c *Cache) tryWriteThrough(p []byte, off int64) (done bool, err error) {
 	}
 	first, last := c.blockRange(off, end)
 	c.mu.Lock()
-	if c.closed || c.syncing || c.syncWait > 0 || c.stickyErr != nil {
+	if c.closed || c.syncing || c.stickyErr != nil {
 		c.mu.Unlock()
 		return false, nil
 	}
@@ -82,14 +82,13 @@ func (c *Cache) tryWriteThrough(p []byte, off int64) (done bool, err error) {
 	return true, nil
 }
 
-// quiesceLocked waits until no writeback I/O and no write-through is in
-// flight, and keeps new write-throughs from starting while it waits. The
-// caller sets c.syncing before it releases c.mu, which keeps them out until
-// its sync ends. c.mu must be held.
+// quiesceLocked sets c.syncing, which keeps Idle and new write-throughs
+// out, and waits until no writeback I/O and no write-through is in flight.
+// The caller clears c.syncing when its sync is done (or skipped). c.mu must
+// be held.
 func (c *Cache) quiesceLocked() {
-	c.syncWait++
+	c.syncing = true
 	for c.inflight > 0 || c.writeThroughs > 0 {
 		c.cond.Wait()
 	}
-	c.syncWait--
 }
